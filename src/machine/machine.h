@@ -1,0 +1,135 @@
+// The Vigil RISC-V virtual board: RAM, harts, CLINT, PLIC, UART, the finisher, a device
+// tree and either the built-in SBI (direct kernel boot in S-mode, the PVH way) or real
+// firmware in M-mode. Memory map: machine/layout.h.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/error.h"
+#include "devices/clint.h"
+#include "devices/plic.h"
+#include "devices/sifive_test.h"
+#include "devices/uart16550.h"
+#include "machine/bus.h"
+#include "machine/sbi.h"
+#include "riscv/hart.h"
+
+namespace vigil::machine {
+
+struct MachineConfig {
+  uint64_t memory_mib = 256;
+  unsigned vcpus = 1;
+  std::string kernel;    // RISC-V Linux Image (required)
+  std::string initrd;    // optional
+  std::string append;    // kernel command line
+  std::string firmware;  // optional: OpenSBI fw_dynamic.bin / fw_jump.bin, run in M-mode
+};
+
+// Why the machine stopped.
+enum class StopReason { kPoweroff, kReset, kCrash, kTimeout, kHostError };
+
+struct Outcome {
+  StopReason reason;
+  std::string message;
+};
+
+class Machine final : public riscv::Platform,
+                      public devices::HartIrqSink,
+                      public devices::ClintTarget,
+                      public SbiHost {
+ public:
+  using ConsoleOut = std::function<void(const uint8_t*, size_t)>;
+
+  // Validates the configuration and the images, builds the board and loads the guest.
+  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config, ConsoleOut console);
+  ~Machine() override;
+
+  // Runs all harts until the guest powers off or resets, a hart crashes, or `timeout` passes.
+  Outcome run(std::optional<std::chrono::milliseconds> timeout);
+  // Stops the machine from any thread (the outcome's reason and message are kept if first).
+  void stop(StopReason reason, std::string message);
+  // Host console input (from any thread): goes to the UART and the SBI console.
+  void console_input(const uint8_t* data, size_t len);
+
+  riscv::Hart& hart(unsigned id) override { return *m_harts.at(id); }
+  unsigned hart_count() const override { return static_cast<unsigned>(m_harts.size()); }
+  riscv::GuestMemory& memory() { return *m_memory; }
+  const MachineConfig& config() const { return m_config; }
+
+  // riscv::Platform
+  bool mmio_read(riscv::Hart& hart, uint64_t pa, unsigned size, uint64_t& value) override;
+  bool mmio_write(riscv::Hart& hart, uint64_t pa, unsigned size, uint64_t value) override;
+  uint64_t mtime() override;
+  bool sbi_ecall(riscv::Hart& hart) override;
+  void unhandled_machine_trap(riscv::Hart& hart, uint64_t cause, uint64_t tval) override;
+
+  // devices::HartIrqSink
+  void set_hart_irq(unsigned hart, unsigned mip_bit, bool level) override;
+
+  // devices::ClintTarget
+  uint64_t clint_mtime() override { return mtime(); }
+  bool msip(unsigned hart) override;
+  void set_msip(unsigned hart, bool level) override;
+  uint64_t mtimecmp(unsigned hart) override;
+  void set_mtimecmp(unsigned hart, uint64_t value) override;
+
+  // SbiHost
+  void console_write(const uint8_t* data, size_t len) override;
+  int console_getchar() override;
+  void system_reset(uint32_t type, uint32_t reason) override;
+  int64_t hart_start(unsigned hart, uint64_t start_addr, uint64_t opaque) override;
+  int64_t hart_stop(unsigned hart) override;
+  int64_t hart_status(unsigned hart) override;
+
+ private:
+  Machine(const MachineConfig& config, ConsoleOut console);
+  Result<void> build();
+  Result<void> load();
+  void vcpu_thread(unsigned id);
+
+  // SBI HSM states (SBI spec 9.1).
+  enum class HsmState : int64_t { kStarted = 0, kStopped = 1, kStartPending = 2, kStopPending = 3 };
+  struct HsmSlot {
+    std::atomic<HsmState> state{HsmState::kStopped};
+    uint64_t start_addr = 0, opaque = 0;
+  };
+
+  MachineConfig m_config;
+  ConsoleOut m_console;
+  uint8_t* m_ram = nullptr;
+  uint64_t m_ram_size = 0;
+  std::unique_ptr<riscv::GuestMemory> m_memory;
+  std::vector<std::unique_ptr<riscv::Hart>> m_harts;
+  std::unique_ptr<HsmSlot[]> m_hsm;
+  Bus m_bus;
+  std::unique_ptr<devices::Plic> m_plic;
+  std::unique_ptr<devices::Uart16550> m_uart;
+  std::unique_ptr<devices::Clint> m_clint;
+  std::unique_ptr<devices::SifiveTest> m_test;
+
+  std::chrono::steady_clock::time_point m_epoch;
+  std::vector<std::thread> m_threads;
+  std::mutex m_stop_mutex;
+  std::condition_variable m_stop_cv;
+  std::atomic<bool> m_stopping{false};
+  std::optional<Outcome> m_outcome;
+  std::mutex m_hsm_mutex;
+  std::condition_variable m_hsm_cv;
+
+  std::mutex m_input_mutex;
+  std::deque<uint8_t> m_sbi_input;  // bytes for the SBI console (hvc0)
+  std::deque<uint8_t> m_uart_pending;  // bytes the UART FIFO had no room for yet
+};
+
+}  // namespace vigil::machine

@@ -1,0 +1,436 @@
+// The hart's run loop, traps, interrupts and cross-thread requests.
+#include "riscv/hart.h"
+
+#include <chrono>
+#include <thread>
+
+namespace vigil::riscv {
+
+namespace {
+// misa for RV64IMAFDC with S and U modes (privileged spec 3.1.1).
+constexpr uint64_t kMisa = (2ull << 62) | (1u << ('A' - 'A')) | (1u << ('C' - 'A')) | (1u << ('D' - 'A')) |
+                           (1u << ('F' - 'A')) | (1u << ('I' - 'A')) | (1u << ('M' - 'A')) |
+                           (1u << ('S' - 'A')) | (1u << ('U' - 'A'));
+// Decoded pages kept per hart before the cache is dropped whole (32 KiB each).
+constexpr size_t kMaxDecodedPages = 2048;
+// mtime ticks per second: the device tree's timebase-frequency (10 MHz, as on QEMU virt).
+constexpr uint64_t kNsPerTick = 100;
+}  // namespace
+
+GuestMemory::GuestMemory(uint8_t* host, uint64_t base, uint64_t size)
+    : m_host(host),
+      m_base(base),
+      m_size(size),
+      m_gen(new std::atomic<uint32_t>[size >> kPageShift]()),
+      m_code(new std::atomic<uint8_t>[size >> kPageShift]()) {}
+
+void GuestMemory::note_write(uint64_t pa, uint64_t len) {
+  if (len == 0 || !contains(pa, len)) return;
+  for (uint64_t i = page_index(pa), last = page_index(pa + len - 1); i <= last; ++i) {
+    if (m_code[i].load(std::memory_order_relaxed) && m_code[i].exchange(0, std::memory_order_acq_rel)) m_gen[i].fetch_add(1, std::memory_order_release);
+  }
+}
+
+Hart::Hart(unsigned hartid, GuestMemory& mem, Platform& platform)
+    : m_hartid(hartid), m_mem(mem), m_platform(platform) {
+  reset(0);
+}
+
+void Hart::reset(uint64_t reset_pc) {
+  std::fill(std::begin(x), std::end(x), 0);
+  fp = {};
+  pc = reset_pc;
+  priv = Priv::M;
+  m_misa = kMisa;
+  // UXL = SXL = 2 (64-bit), everything else off (3.1.6.2).
+  m_mstatus = (2ull << 32) | (2ull << 34);
+  m_medeleg = m_mideleg = m_mie = 0;
+  m_mip.store(0);
+  m_mtvec = m_mscratch = m_mepc = m_mcause = m_mtval = 0;
+  m_stvec = m_sscratch = m_sepc = m_scause = m_stval = m_satp = 0;
+  m_mcounteren = m_scounteren = m_mcountinhibit = 0;
+  m_menvcfg = m_senvcfg = 0;
+  m_pmp = {};
+  m_pmp_active = false;
+  mtimecmp.store(~0ull);
+  stimecmp.store(~0ull);
+  reservation_addr = ~0ull;
+  wfi_pending = false;
+  m_instret = 0;
+  flush_tlb();
+  flush_decoded();
+  select_tlb();
+}
+
+void Hart::enter_supervisor_as_firmware(uint64_t entry, uint64_t a0, uint64_t a1) {
+  // What OpenSBI leaves behind when it jumps to the next stage: all S-level interrupts and
+  // the exceptions S-mode handles delegated, counters visible, one PMP entry granting S/U
+  // access to everything, FS off (Linux turns it on).
+  m_mideleg = irq::kSMask;
+  m_medeleg = (1u << 0) | (1u << 3) | (1u << 8) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 4) |
+              (1u << 6) | (1u << 1) | (1u << 5) | (1u << 7) | (1u << 2);
+  m_mcounteren = 7;
+  m_pmp[0].cfg = 0x1f;  // NAPOT, RWX
+  m_pmp[0].addr = (1ull << 54) - 1;
+  m_pmp_active = true;
+  m_mstatus &= ~(mstatus::kMpp | mstatus::kMie | mstatus::kFs);
+  builtin_sbi = true;
+  priv = Priv::S;
+  pc = entry;
+  x[10] = a0;
+  x[11] = a1;
+  flush_tlb();
+  select_tlb();
+  invalidate_fetch();
+}
+
+// ---------------------------------------------------------------------------------------
+// Run loop
+
+ExitReason Hart::run(uint64_t budget) {
+  if (state.load(std::memory_order_acquire) != HartState::kRunning) return ExitReason::kStopped;
+  if (m_requests.load(std::memory_order_acquire) != 0) apply_requests();
+  const uint64_t code_epoch = m_mem.code_epoch.load(std::memory_order_acquire);
+  if (code_epoch != m_seen_code_epoch) {
+    // Some page became code since the last slice: drop write entries that might cover it.
+    m_seen_code_epoch = code_epoch;
+    for (auto& set : m_tlb) set.write.fill(TlbEntry{});
+  }
+  update_timers(m_platform.mtime());
+  check_interrupts();
+  if (wfi_pending) {
+    if (!interrupt_pending_for_wfi()) return ExitReason::kWfi;
+    wfi_pending = false;
+  }
+  // Revalidate the current code page once per slice: other harts may have written it.
+  invalidate_fetch();
+
+  m_slice_len = m_budget = static_cast<int64_t>(budget);
+  while (m_budget > 0) {
+    --m_budget;
+    if (((pc ^ m_fetch_vpage) >> kPageShift) != 0) [[unlikely]] {
+      refill_fetch();
+      if (m_fetch_vpage == ~0ull) continue;  // the fetch trapped; pc now points at the handler
+    }
+    const DecodedInsn& d = m_fetch_page->slots[(pc & kPageMask) >> 1];
+    d.fn(*this, d);
+  }
+  m_instret += static_cast<uint64_t>(m_slice_len - m_budget);
+  m_slice_len = m_budget = 0;
+  if (wfi_pending) return ExitReason::kWfi;
+  return state.load(std::memory_order_relaxed) == HartState::kRunning ? ExitReason::kSliceDone
+                                                                        : ExitReason::kStopped;
+}
+
+void Hart::refill_fetch() {
+  const unsigned set = priv == Priv::U ? 0 : priv == Priv::S ? 1 : 2;
+  FetchEntry& e = m_itlb[set][tlb_index(pc)];
+  if (e.tag != (pc >> kPageShift)) {
+    uint64_t pa = 0;
+    bool cacheable = false;
+    if (uint64_t fault = translate(pc, AccessType::kFetch, priv, false, false, pa, cacheable)) {
+      raise_fetch_fault(fault, pc);
+      return;
+    }
+    bool whole_page = false;
+    const uint64_t page_pa = pa & ~kPageMask;
+    if (!m_mem.contains(page_pa, kPageSize) || !pmp_allows(pa, 2, AccessType::kFetch, priv, whole_page)) {
+      raise_fetch_fault(static_cast<uint64_t>(Cause::kInsnAccessFault) + 1, pc);
+      return;
+    }
+    const uint64_t index = m_mem.page_index(page_pa);
+    DecodedPage* page = decoded_page_for(index);
+    if (!cacheable || !whole_page) {
+      // Not cacheable in the fetch TLB: use it for this page visit only.
+      m_fetch_page = page;
+      m_fetch_page_index = index;
+      m_fetch_vpage = pc & ~kPageMask;
+      return;
+    }
+    e = FetchEntry{pc >> kPageShift, index, page};
+  }
+  DecodedPage* page = e.page;
+  if (page->gen != m_mem.page_gen(e.page_index).load(std::memory_order_acquire) ||
+      page->epoch != m_icache_epoch) {
+    page = decoded_page_for(e.page_index);
+    e.page = page;
+  }
+  m_fetch_page = page;
+  m_fetch_page_index = e.page_index;
+  m_fetch_vpage = pc & ~kPageMask;
+}
+
+Hart::DecodedPage* Hart::decoded_page_for(uint64_t index) {
+  auto it = m_decoded.find(index);
+  if (it == m_decoded.end()) {
+    if (m_decoded.size() >= kMaxDecodedPages) {
+      m_decoded.clear();
+      for (auto& set : m_itlb) set.fill(FetchEntry{});
+    }
+    it = m_decoded.emplace(index, std::make_unique<DecodedPage>()).first;
+    it->second->epoch = 0;  // force the reset below
+  }
+  DecodedPage* page = it->second.get();
+  if (m_mem.mark_code(index)) {
+    // The page just became code: writes to it must now take the slow path on every hart.
+    m_mem.code_epoch.fetch_add(1, std::memory_order_acq_rel);
+    for (auto& set : m_tlb) set.write.fill(TlbEntry{});
+  }
+  const uint32_t gen = m_mem.page_gen(index).load(std::memory_order_acquire);
+  if (page->gen != gen || page->epoch != m_icache_epoch) {
+    page->ppn_index = index;
+    page->gen = gen;
+    page->epoch = m_icache_epoch;
+    for (auto& slot : page->slots) slot = DecodedInsn{&Hart::decode_slot, 0, 0, 0, 0, 0};
+  }
+  return page;
+}
+
+void Hart::decode_slot(Hart& h, const DecodedInsn& d) {
+  // The slot lives in a non-const DecodedPage; it is filled in here, once.
+  auto& slot = const_cast<DecodedInsn&>(d);
+  const uint64_t off = h.pc & kPageMask;
+  const uint8_t* page = h.m_mem.host() + (h.m_fetch_page_index << kPageShift);
+  uint16_t lo;
+  std::memcpy(&lo, page + off, 2);
+  if ((lo & 3) != 3) {
+    decode(lo, true, slot);
+  } else if (off <= kPageSize - 4) {
+    uint32_t raw;
+    std::memcpy(&raw, page + off, 4);
+    decode(raw, false, slot);
+  } else {
+    // A 32-bit instruction straddling two pages: fetch the upper half through the MMU
+    // each time and leave this slot undecoded.
+    const uint64_t hi_va = h.pc + 2;
+    uint64_t pa = 0;
+    bool cacheable = false, whole_page = false;
+    if (uint64_t fault = h.translate(hi_va, AccessType::kFetch, h.priv, false, false, pa, cacheable)) {
+      h.raise_fetch_fault(fault, hi_va);
+      return;
+    }
+    if (!h.m_mem.contains(pa, 2) || !h.pmp_allows(pa, 2, AccessType::kFetch, h.priv, whole_page)) {
+      h.raise_fetch_fault(static_cast<uint64_t>(Cause::kInsnAccessFault) + 1, hi_va);
+      return;
+    }
+    uint16_t hi;
+    std::memcpy(&hi, h.m_mem.ptr(pa), 2);
+    DecodedInsn tmp;
+    decode(static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16), false, tmp);
+    tmp.fn(h, tmp);
+    return;
+  }
+  slot.fn(h, slot);
+}
+
+void Hart::raise_fetch_fault(uint64_t cause_plus_one, uint64_t va) {
+  raise_exception(static_cast<Cause>(cause_plus_one - 1), va);
+}
+
+// ---------------------------------------------------------------------------------------
+// Traps (privileged spec 3.1.6.1, 3.1.7, 4.1.1)
+
+void Hart::raise_exception(Cause cause, uint64_t tval) {
+  take_trap(static_cast<uint64_t>(cause), tval, false);
+}
+
+void Hart::take_trap(uint64_t cause, uint64_t tval, bool interrupt) {
+  const uint64_t deleg = interrupt ? m_mideleg : m_medeleg;
+  reservation_addr = ~0ull;
+  if (priv != Priv::M && cause < 64 && ((deleg >> cause) & 1)) {
+    m_scause = cause | (interrupt ? kInterruptBit : 0);
+    m_sepc = pc;
+    m_stval = tval;
+    uint64_t s = m_mstatus & ~(mstatus::kSpie | mstatus::kSie | mstatus::kSpp);
+    if (m_mstatus & mstatus::kSie) s |= mstatus::kSpie;
+    if (priv == Priv::S) s |= mstatus::kSpp;
+    m_mstatus = s;
+    priv = Priv::S;
+    pc = (m_stvec & ~3ull) + ((interrupt && (m_stvec & 1)) ? 4 * cause : 0);
+  } else {
+    if (builtin_sbi) {
+      // No firmware lives in M-mode to take this trap: the guest is broken (or hostile).
+      m_platform.unhandled_machine_trap(*this, cause | (interrupt ? kInterruptBit : 0), tval);
+      state.store(HartState::kStopped, std::memory_order_release);
+      end_slice();
+      invalidate_fetch();
+      return;
+    }
+    m_mcause = cause | (interrupt ? kInterruptBit : 0);
+    m_mepc = pc;
+    m_mtval = tval;
+    uint64_t s = m_mstatus & ~(mstatus::kMpie | mstatus::kMie | mstatus::kMpp);
+    if (m_mstatus & mstatus::kMie) s |= mstatus::kMpie;
+    s |= static_cast<uint64_t>(priv) << mstatus::kMppShift;
+    m_mstatus = s;
+    priv = Priv::M;
+    pc = (m_mtvec & ~3ull) + ((interrupt && (m_mtvec & 1)) ? 4 * cause : 0);
+  }
+  select_tlb();
+  invalidate_fetch();
+}
+
+bool Hart::interrupt_pending_for_wfi() const {
+  return (m_mip.load(std::memory_order_relaxed) & m_mie) != 0;
+}
+
+bool Hart::check_interrupts() {
+  const uint64_t pending = m_mip.load(std::memory_order_relaxed) & m_mie;
+  if (pending == 0) return false;
+  // Privileged spec 3.1.9: M-level interrupts are enabled below M or with MIE; those
+  // delegated to S are enabled below S or in S with SIE, and never taken in M.
+  const bool m_enabled = priv != Priv::M || (m_mstatus & mstatus::kMie);
+  const bool s_enabled = priv == Priv::U || (priv == Priv::S && (m_mstatus & mstatus::kSie));
+  uint64_t takeable = 0;
+  if (m_enabled) takeable |= pending & ~m_mideleg;
+  if (s_enabled) takeable |= pending & m_mideleg;
+  if (takeable == 0) return false;
+  // Priority: MEI, MSI, MTI, SEI, SSI, STI.
+  static constexpr unsigned kOrder[] = {irq::kMei, irq::kMsi, irq::kMti, irq::kSei, irq::kSsi, irq::kSti};
+  for (unsigned n : kOrder) {
+    if (takeable & (1ull << n)) {
+      wfi_pending = false;
+      take_trap(n, 0, true);
+      return true;
+    }
+  }
+  return false;
+}
+
+void Hart::set_mip_bits(uint64_t bits, bool level) {
+  if (level) {
+    m_mip.fetch_or(bits, std::memory_order_acq_rel);
+    kick();
+  } else {
+    m_mip.fetch_and(~bits, std::memory_order_acq_rel);
+  }
+}
+
+uint64_t Hart::update_timers(uint64_t now) {
+  const uint64_t mcmp = mtimecmp.load(std::memory_order_relaxed);
+  uint64_t bits_on = 0, bits_off = 0;
+  (now >= mcmp ? bits_on : bits_off) |= 1ull << irq::kMti;
+  uint64_t next = mcmp > now ? mcmp : ~0ull;
+  if (builtin_sbi) {
+    // Without firmware the built-in SBI's timer drives STIP directly (as Sstc would).
+    const uint64_t scmp = stimecmp.load(std::memory_order_relaxed);
+    (now >= scmp ? bits_on : bits_off) |= 1ull << irq::kSti;
+    if (scmp > now && scmp < next) next = scmp;
+  }
+  const uint64_t cur = m_mip.load(std::memory_order_relaxed);
+  if ((cur & bits_on) != bits_on) m_mip.fetch_or(bits_on, std::memory_order_acq_rel);
+  if (cur & bits_off) m_mip.fetch_and(~bits_off, std::memory_order_acq_rel);
+  return next;
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests from other threads and sleeping
+
+void Hart::request(uint32_t what) {
+  m_requests.fetch_or(what, std::memory_order_acq_rel);
+  kick();
+}
+
+void Hart::apply_requests() {
+  const uint32_t req = m_requests.exchange(0, std::memory_order_acq_rel);
+  if (req & kReqFenceI) do_fence_i();
+  if (req & kReqSfenceVma) flush_tlb();
+  invalidate_fetch();
+}
+
+void Hart::kick() {
+  m_kicked.store(true, std::memory_order_release);
+  std::lock_guard lock(m_sleep_mutex);
+  m_sleep_cv.notify_all();
+}
+
+void Hart::wait_for_interrupt(uint64_t deadline_mtime) {
+  std::unique_lock lock(m_sleep_mutex);
+  const uint64_t now = m_platform.mtime();
+  if (deadline_mtime <= now) return;
+  const uint64_t ticks = deadline_mtime - now;
+  // Cap the sleep so a lost wake-up can never stall a hart for long.
+  const auto wait = std::chrono::nanoseconds(std::min<uint64_t>(ticks, 1'000'000) * kNsPerTick);
+  const auto until = std::chrono::steady_clock::now() + wait;
+  sleeping.store(true, std::memory_order_release);
+  m_sleep_cv.wait_until(lock, until, [&] {
+    return m_kicked.exchange(false, std::memory_order_acq_rel) || interrupt_pending_for_wfi() ||
+           m_requests.load(std::memory_order_acquire) != 0 ||
+           state.load(std::memory_order_acquire) != HartState::kRunning;
+  });
+  sleeping.store(false, std::memory_order_release);
+}
+
+// ---------------------------------------------------------------------------------------
+// Privileged instructions (privileged spec 3.3)
+
+void Hart::do_mret() {
+  if (priv != Priv::M) return raise_exception(Cause::kIllegalInsn, 0x30200073);
+  const auto mpp = static_cast<Priv>((m_mstatus >> mstatus::kMppShift) & 3);
+  uint64_t s = m_mstatus & ~(mstatus::kMie | mstatus::kMpp);
+  if (m_mstatus & mstatus::kMpie) s |= mstatus::kMie;
+  s |= mstatus::kMpie;
+  if (mpp != Priv::M) s &= ~mstatus::kMprv;
+  m_mstatus = s;
+  priv = mpp;
+  pc = m_mepc;
+  select_tlb();
+  invalidate_fetch();
+  end_slice();  // interrupts may have become enabled
+}
+
+void Hart::do_sret() {
+  if (priv == Priv::U || (priv == Priv::S && (m_mstatus & mstatus::kTsr))) {
+    return raise_exception(Cause::kIllegalInsn, 0x10200073);
+  }
+  const Priv spp = (m_mstatus & mstatus::kSpp) ? Priv::S : Priv::U;
+  uint64_t s = m_mstatus & ~(mstatus::kSie | mstatus::kSpp | mstatus::kMprv);
+  if (m_mstatus & mstatus::kSpie) s |= mstatus::kSie;
+  s |= mstatus::kSpie;
+  m_mstatus = s;
+  priv = spp;
+  pc = m_sepc;
+  select_tlb();
+  invalidate_fetch();
+  end_slice();
+}
+
+void Hart::do_wfi(const DecodedInsn& d) {
+  if (priv == Priv::U || (priv == Priv::S && (m_mstatus & mstatus::kTw))) {
+    return raise_exception(Cause::kIllegalInsn, 0x10500073);
+  }
+  pc += d.len();
+  if (!interrupt_pending_for_wfi()) {
+    wfi_pending = true;
+    end_slice();
+  }
+}
+
+void Hart::do_sfence_vma(const DecodedInsn& d) {
+  if (priv == Priv::U || (priv == Priv::S && (m_mstatus & mstatus::kTvm))) {
+    return raise_exception(Cause::kIllegalInsn, 0);
+  }
+  // The TLB has no ASID tags and is small: any SFENCE.VMA drops it whole.
+  flush_tlb();
+  invalidate_fetch();
+  pc += d.len();
+}
+
+void Hart::do_fence_i() {
+  ++m_icache_epoch;
+  invalidate_fetch();
+}
+
+void Hart::do_ecall() {
+  if (priv == Priv::S && builtin_sbi) {
+    if (m_platform.sbi_ecall(*this)) {
+      pc += 4;
+      end_slice();  // the call may have changed timers, IPIs or hart states
+      return;
+    }
+  }
+  const Cause c = priv == Priv::U ? Cause::kEcallU : priv == Priv::S ? Cause::kEcallS : Cause::kEcallM;
+  raise_exception(c, 0);
+}
+
+}  // namespace vigil::riscv

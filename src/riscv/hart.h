@@ -1,0 +1,325 @@
+// One RISC-V hart (RV64IMAFDC, Zicsr, Zifencei, Zicntr; M/S/U; Sv39/Sv48; PMP).
+//
+// Speed comes from two caches, both private to the hart's thread:
+//  - a software TLB per privilege view, holding host-pointer addends for RAM pages whose
+//    rights allow the access, so a hit costs one compare (DESIGN.md "Performance shape");
+//  - a decoded-instruction cache per guest-physical code page. Each guest page has a
+//    generation counter in GuestMemory; a store to a page that holds decoded code bumps it
+//    (write TLB entries are never installed for such pages, so such stores take the slow
+//    path), and FENCE.I drops the hart's whole cache.
+// Guest outcomes are architectural traps taken by the hart; nothing is thrown.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "riscv/csr.h"
+#include "riscv/fpu.h"
+
+namespace vigil::riscv {
+
+class Hart;
+
+inline constexpr unsigned kPageShift = 12;
+inline constexpr uint64_t kPageSize = 1ull << kPageShift;
+inline constexpr uint64_t kPageMask = kPageSize - 1;
+
+// Guest RAM as the harts see it: one contiguous block of host memory.
+// Shared by all harts of a machine.
+class GuestMemory {
+ public:
+  GuestMemory(uint8_t* host, uint64_t base, uint64_t size);
+
+  uint8_t* host() const { return m_host; }
+  uint64_t base() const { return m_base; }
+  uint64_t size() const { return m_size; }
+  bool contains(uint64_t pa, uint64_t len) const {
+    return pa >= m_base && len <= m_size && pa - m_base <= m_size - len;
+  }
+  uint8_t* ptr(uint64_t pa) const { return m_host + (pa - m_base); }
+  uint64_t page_index(uint64_t pa) const { return (pa - m_base) >> kPageShift; }
+
+  // Decoded-code tracking (see the file comment).
+  std::atomic<uint32_t>& page_gen(uint64_t index) { return m_gen[index]; }
+  bool page_has_code(uint64_t index) const { return m_code[index].load(std::memory_order_relaxed) != 0; }
+  // Marks a page as holding decoded code; returns true if it did not before.
+  bool mark_code(uint64_t index) { return m_code[index].exchange(1, std::memory_order_acq_rel) == 0; }
+  // A write reached [pa, pa+len): drop decoded code of the pages it covers.
+  void note_write(uint64_t pa, uint64_t len);
+  // Bumped whenever a page becomes code, so harts drop write-TLB entries to it.
+  std::atomic<uint64_t> code_epoch{0};
+
+ private:
+  uint8_t* m_host;
+  uint64_t m_base;
+  uint64_t m_size;
+  std::unique_ptr<std::atomic<uint32_t>[]> m_gen;
+  std::unique_ptr<std::atomic<uint8_t>[]> m_code;
+};
+
+// What a hart needs from the board it sits on. Implemented by machine::Machine.
+class Platform {
+ public:
+  virtual ~Platform() = default;
+  // Physical accesses outside RAM. Return false for an access fault.
+  virtual bool mmio_read(Hart& hart, uint64_t pa, unsigned size, uint64_t& value) = 0;
+  virtual bool mmio_write(Hart& hart, uint64_t pa, unsigned size, uint64_t value) = 0;
+  // The platform clock (mtime), at the timebase frequency in the device tree.
+  virtual uint64_t mtime() = 0;
+  // ECALL from S-mode when no firmware runs in M-mode: the built-in SBI. True if handled
+  // (the SBI implementation sets a0/a1); false makes the hart take the trap normally.
+  virtual bool sbi_ecall(Hart& hart) = 0;
+  // A trap was about to be taken into M-mode while no firmware exists to handle it.
+  virtual void unhandled_machine_trap(Hart& hart, uint64_t cause, uint64_t tval) = 0;
+};
+
+struct DecodedInsn;
+using Handler = void (*)(Hart&, const DecodedInsn&);
+
+// One instruction decoded once: handler plus operands (STYLE.md: decode from a table).
+struct DecodedInsn {
+  Handler fn;
+  int32_t imm;      // immediate; the raw encoding for FP arithmetic; CSR number for Zicsr
+  uint8_t rd;       // 32 when the encoding's rd is x0 (x[32] is a write sink)
+  uint8_t rs1;
+  uint8_t rs2;
+  uint8_t flags;    // bits 4:0 rs3, bit 7 set for a 16-bit (compressed) encoding
+  unsigned len() const { return (flags & 0x80) ? 2 : 4; }
+  unsigned rs3() const { return flags & 31; }
+};
+static_assert(sizeof(DecodedInsn) == 16);
+
+// Decodes the 32-bit (or expanded compressed) instruction into `out`.
+void decode(uint32_t raw, bool compressed, DecodedInsn& out);
+
+enum class AccessType : uint8_t { kRead = 0, kWrite = 1, kFetch = 2 };
+
+// Why run() returned (STYLE.md: named reasons for leaving run()).
+enum class ExitReason : uint8_t {
+  kSliceDone,  // instruction budget used up or an event needs the outer loop
+  kWfi,        // executed WFI with no interrupt pending: sleep until one is
+  kStopped,    // hart is stopped (SBI HSM) or the machine is halting
+};
+
+enum class HartState : uint8_t { kRunning, kStopped };
+
+struct PmpEntry {
+  uint8_t cfg = 0;
+  uint64_t addr = 0;
+};
+
+class Hart {
+ public:
+  Hart(unsigned hartid, GuestMemory& mem, Platform& platform);
+  Hart(const Hart&) = delete;
+  Hart& operator=(const Hart&) = delete;
+
+  // ---- architectural state (public: the interpreter's handlers, SBI and tests use it) ----
+  uint64_t x[33] = {};  // x[32] is the sink for writes to x0
+  uint64_t pc = 0;
+  FpuState fp = {};
+  Priv priv = Priv::M;
+
+  unsigned hartid() const { return m_hartid; }
+  GuestMemory& memory() { return m_mem; }
+  Platform& platform() { return m_platform; }
+
+  // Resets to the state after power-on (privileged spec 3.4) at `reset_pc`.
+  void reset(uint64_t reset_pc);
+  // Enter S-mode directly, as firmware would before jumping to a kernel (built-in SBI mode):
+  // delegations, counters and PMP set up the way OpenSBI leaves them.
+  void enter_supervisor_as_firmware(uint64_t entry, uint64_t a0, uint64_t a1);
+
+  // Runs up to `budget` instructions.
+  ExitReason run(uint64_t budget);
+
+  // ---- interrupts ----
+  // Bits of mip driven from outside (PLIC, CLINT, SBI IPIs); any thread.
+  void set_mip_bits(uint64_t bits, bool level);
+  uint64_t mip() const { return m_mip.load(std::memory_order_relaxed); }
+  // Interrupts that are pending and enabled in mie (ignoring global enables): WFI's wake condition.
+  bool interrupt_pending_for_wfi() const;
+  // M-mode timer compare (CLINT mtimecmp) and the built-in SBI's supervisor timer deadline.
+  std::atomic<uint64_t> mtimecmp{~0ull};
+  std::atomic<uint64_t> stimecmp{~0ull};
+  // Recomputes MTIP/STIP from mtime; returns the earliest future deadline.
+  uint64_t update_timers(uint64_t now);
+
+  // ---- requests from other threads, applied at the next slice boundary ----
+  static constexpr uint32_t kReqFenceI = 1, kReqSfenceVma = 2;
+  void request(uint32_t what);
+  uint32_t pending_requests() const { return m_requests.load(std::memory_order_acquire); }
+  // Applies pending requests now; only from the hart's own thread (e.g. while it waits in
+  // an SBI call for other harts, so two harts fencing each other cannot deadlock).
+  void service_requests() { apply_requests(); }
+  // Wakes the hart's thread if it sleeps in WFI; makes run() return soon if running.
+  void kick();
+  // Sleeps until an interrupt is pending for WFI, a request arrives, or `deadline_mtime`.
+  void wait_for_interrupt(uint64_t deadline_mtime);
+
+  std::atomic<HartState> state{HartState::kRunning};
+
+  // ---- traps ----
+  void raise_exception(Cause cause, uint64_t tval);
+  void raise_illegal(uint32_t raw) { raise_exception(Cause::kIllegalInsn, raw); }
+
+  // ---- CSRs (privileged spec chapters 2-4) ----
+  // Returns false when the access is illegal (then the caller raises illegal instruction).
+  bool csr_read(unsigned num, uint64_t& value);
+  bool csr_write(unsigned num, uint64_t value);
+  uint64_t mstatus() const { return m_mstatus; }
+  void set_mstatus(uint64_t v);
+  uint64_t satp() const { return m_satp; }
+  void mark_fs_dirty() { m_mstatus |= mstatus::kFsDirty; }
+  bool fs_enabled() const { return (m_mstatus & mstatus::kFs) != 0; }
+
+  // ---- privileged instructions ----
+  void do_mret();
+  void do_sret();
+  void do_wfi(const DecodedInsn& d);
+  void do_sfence_vma(const DecodedInsn& d);
+  void do_fence_i();
+  void do_ecall();
+
+  // ---- memory (fast paths inline, slow paths in mmu.cpp) ----
+  template <typename T>
+  bool load(uint64_t va, T& out) {
+    const TlbEntry& e = m_dtlb_read[tlb_index(va)];
+    if (e.tag == (va >> kPageShift) && (va & kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
+      std::memcpy(&out, reinterpret_cast<const uint8_t*>(va + e.addend), sizeof(T));
+      return true;
+    }
+    uint64_t v = 0;
+    if (!load_slow(va, sizeof(T), v)) return false;
+    out = static_cast<T>(v);
+    return true;
+  }
+  template <typename T>
+  bool store(uint64_t va, T value) {
+    const TlbEntry& e = m_dtlb_write[tlb_index(va)];
+    if (e.tag == (va >> kPageShift) && (va & kPageMask) <= kPageSize - sizeof(T)) [[likely]] {
+      std::memcpy(reinterpret_cast<uint8_t*>(va + e.addend), &value, sizeof(T));
+      return true;
+    }
+    return store_slow(va, sizeof(T), static_cast<uint64_t>(value));
+  }
+  // Host pointer for an aligned atomic access of `size` bytes (A extension), or nullptr
+  // after raising the right trap. `for_write` selects store/AMO vs load rights and causes.
+  uint8_t* atomic_pointer(uint64_t va, unsigned size, bool for_write);
+
+  // LR/SC reservation (unprivileged spec 8.2): address and the value seen by LR.
+  uint64_t reservation_addr = ~0ull;
+  uint64_t reservation_value = 0;
+
+  // Translation for tools and tests: guest-virtual -> guest-physical with the current
+  // satp and the given privilege view; returns false on a fault (no trap is raised).
+  bool translate_for_debug(uint64_t va, AccessType type, uint64_t& pa);
+
+  // ---- counters ----
+  uint64_t instret() const { return m_instret + (m_slice_len - m_budget); }
+
+  // Ends the current slice after this instruction (state changed that the outer loop checks).
+  void end_slice() { m_budget = 0; }
+  void invalidate_fetch() { m_fetch_vpage = ~0ull; }
+
+  // Set when this hart last executed WFI and it should sleep (run() returns kWfi).
+  bool wfi_pending = false;
+  // True while the hart's thread sleeps in wait_for_interrupt (it applies requests on waking).
+  std::atomic<bool> sleeping{false};
+  // No firmware in M-mode: S-mode ECALLs go to the platform's SBI and STIP follows stimecmp.
+  bool builtin_sbi = false;
+
+ private:
+  friend struct HartTestAccess;
+  static constexpr unsigned kTlbSize = 256;
+  struct TlbEntry {
+    uint64_t tag = ~0ull;   // virtual page number
+    intptr_t addend = 0;    // host address = va + addend
+  };
+  struct TlbSet {
+    std::array<TlbEntry, kTlbSize> read, write;
+  };
+  struct DecodedPage {
+    uint64_t ppn_index = 0;
+    uint32_t gen = 0;
+    uint32_t epoch = 0;
+    DecodedInsn slots[kPageSize / 2];
+  };
+  struct FetchEntry {
+    uint64_t tag = ~0ull;
+    uint64_t page_index = 0;  // RAM page index of the translation
+    DecodedPage* page = nullptr;
+  };
+
+  static unsigned tlb_index(uint64_t va) { return (va >> kPageShift) & (kTlbSize - 1); }
+
+  // Translation (Privileged spec 4.3.2 / 4.5: Sv39 and Sv48). Returns 0 on success or the
+  // exception cause + 1 (so that 0 means "no fault").
+  uint64_t translate(uint64_t va, AccessType type, Priv mode, bool sum, bool mxr, uint64_t& pa,
+                     bool& cacheable, bool update_ad = true);
+  bool pmp_allows(uint64_t pa, uint64_t len, AccessType type, Priv mode, bool& whole_page) const;
+  bool load_slow(uint64_t va, unsigned size, uint64_t& out);
+  bool store_slow(uint64_t va, unsigned size, uint64_t value);
+  // Access of up to 8 bytes within one page; on failure raises the trap and returns false.
+  bool access_page(uint64_t va, unsigned size, AccessType type, uint64_t& value);
+  Priv data_priv() const;
+  void select_tlb();
+  void flush_tlb();
+  void flush_decoded();
+  void take_trap(uint64_t cause, uint64_t tval, bool interrupt);
+  bool check_interrupts();
+  void refill_fetch();
+  void apply_requests();
+  DecodedPage* decoded_page_for(uint64_t page_index);
+  static void decode_slot(Hart& h, const DecodedInsn& d);
+  void raise_fetch_fault(uint64_t cause_plus_one, uint64_t va);
+
+  unsigned m_hartid;
+  GuestMemory& m_mem;
+  Platform& m_platform;
+
+  // CSR state.
+  uint64_t m_mstatus = 0;
+  uint64_t m_misa = 0;
+  uint64_t m_medeleg = 0, m_mideleg = 0, m_mie = 0;
+  std::atomic<uint64_t> m_mip{0};
+  uint64_t m_mtvec = 0, m_mscratch = 0, m_mepc = 0, m_mcause = 0, m_mtval = 0;
+  uint64_t m_stvec = 0, m_sscratch = 0, m_sepc = 0, m_scause = 0, m_stval = 0, m_satp = 0;
+  uint32_t m_mcounteren = 0, m_scounteren = 0, m_mcountinhibit = 0;
+  uint64_t m_menvcfg = 0, m_senvcfg = 0;
+  std::array<PmpEntry, 16> m_pmp{};
+  bool m_pmp_active = false;
+
+  // TLB sets by privilege view: U, S, S with SUM, M (M without MPRV maps identity).
+  std::array<TlbSet, 4> m_tlb{};
+  TlbEntry* m_dtlb_read = nullptr;
+  TlbEntry* m_dtlb_write = nullptr;
+  std::array<std::array<FetchEntry, kTlbSize>, 3> m_itlb{};  // U, S, M
+  uint64_t m_seen_code_epoch = 0;
+
+  // Decoded-instruction cache.
+  std::unordered_map<uint64_t, std::unique_ptr<DecodedPage>> m_decoded;
+  uint32_t m_icache_epoch = 1;
+  uint64_t m_fetch_vpage = ~0ull;   // virtual page of the current fetch page, or ~0
+  DecodedPage* m_fetch_page = nullptr;
+  uint64_t m_fetch_page_index = 0;
+
+  // Slice accounting.
+  int64_t m_budget = 0;
+  int64_t m_slice_len = 0;
+  uint64_t m_instret = 0;
+
+  std::atomic<uint32_t> m_requests{0};
+  std::mutex m_sleep_mutex;
+  std::condition_variable m_sleep_cv;
+  std::atomic<bool> m_kicked{false};
+};
+
+}  // namespace vigil::riscv
