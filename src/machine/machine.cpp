@@ -186,6 +186,14 @@ Outcome Machine::run(std::optional<std::chrono::milliseconds> timeout) {
   for (auto& t : m_threads) t.join();
   m_threads.clear();
   std::lock_guard lock(m_stop_mutex);
+  if (m_outcome->reason == StopReason::kTimeout) {
+    // Where each hart was helps tell a hung guest from a slow one.
+    for (const auto& h : m_harts) {
+      m_outcome->message += fmt::format("; hart {}: {} pc {:#x} priv {}", h->hartid(),
+                                        h->state.load() == riscv::HartState::kRunning ? (h->wfi_pending ? "wfi" : "running") : "stopped",
+                                        h->pc, static_cast<int>(h->priv));
+    }
+  }
   return *m_outcome;
 }
 
