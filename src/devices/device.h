@@ -36,3 +36,17 @@ class MmioDevice {
 };
 
 }  // namespace vigil::devices
+
+namespace vigil::devices {
+
+// Guest memory as a device sees it for DMA: guest-physical addresses, every access checked
+// (the hypervisor's P2m implements it). A false return means the range is not guest RAM
+// the device may touch; the device must then fail the request, never touch host memory.
+class DmaMemory {
+ public:
+  virtual ~DmaMemory() = default;
+  virtual bool read(uint64_t gpa, void* dst, uint64_t len) = 0;
+  virtual bool write(uint64_t gpa, const void* src, uint64_t len) = 0;
+};
+
+}  // namespace vigil::devices
