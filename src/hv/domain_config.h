@@ -1,0 +1,48 @@
+// Everything needed to build a domain, validated up front (DESIGN.md "How a guest runs").
+// The toolstack fills it from an xl.cfg file or from `vigil run` flags.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vigil::hv {
+
+// What to do when the guest powers off, reboots or crashes (xl.cfg on_poweroff/on_reboot/on_crash).
+enum class LifecycleAction { kDestroy, kRestart, kPreserve };
+
+struct DiskConfig {
+  std::string path;      // raw image file
+  bool read_only = false;
+  std::string vdev;      // e.g. "xvda" (informational)
+};
+
+struct NetConfig {
+  std::string model = "user";  // "user" (libslirp) or "tap"
+  std::string tap_name;        // for model tap
+  std::string mac;             // "" = generated
+  // host->guest TCP port forwards for user networking: host port -> guest port
+  std::vector<std::pair<uint16_t, uint16_t>> forwards;
+};
+
+struct DomainConfig {
+  std::string name;
+  uint64_t memory_mib = 256;
+  unsigned vcpus = 1;
+  std::string kernel;
+  std::string ramdisk;
+  std::string extra;     // kernel command line
+  std::string firmware;  // optional M-mode firmware
+  std::vector<DiskConfig> disks;
+  std::vector<NetConfig> nics;
+  bool rng = true;       // virtio-rng
+  LifecycleAction on_poweroff = LifecycleAction::kDestroy;
+  LifecycleAction on_reboot = LifecycleAction::kRestart;
+  LifecycleAction on_crash = LifecycleAction::kDestroy;
+  unsigned cpu_weight = 256;  // credit scheduler weight, 1..65535
+  unsigned cap = 0;           // percent of one CPU, 0 = no cap
+  std::vector<std::vector<unsigned>> cpu_pins;  // per vCPU: allowed worker ids (empty = any)
+};
+
+}  // namespace vigil::hv
