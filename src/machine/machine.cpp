@@ -198,9 +198,15 @@ Outcome Machine::run(std::optional<std::chrono::milliseconds> timeout) {
 }
 
 void Machine::stop(StopReason reason, std::string message) {
+  bool first = false;
+  Outcome copy;
   {
     std::lock_guard lock(m_stop_mutex);
-    if (!m_outcome) m_outcome = Outcome{reason, std::move(message)};
+    if (!m_outcome) {
+      m_outcome = Outcome{reason, std::move(message)};
+      copy = *m_outcome;
+      first = true;
+    }
     m_stopping = true;
   }
   m_stop_cv.notify_all();
@@ -209,26 +215,84 @@ void Machine::stop(StopReason reason, std::string message) {
     m_hsm_cv.notify_all();
   }
   for (auto& h : m_harts) h->kick();
+  if (first && on_stop) on_stop(copy);
+}
+
+std::optional<Outcome> Machine::outcome() {
+  std::lock_guard lock(m_stop_mutex);
+  return m_outcome;
+}
+
+Machine::StepResult Machine::step_vcpu(unsigned id, uint64_t budget, uint64_t& wake_mtime) {
+  wake_mtime = ~0ull;
+  if (m_stopping.load(std::memory_order_acquire)) return StepResult::kStopped;
+  riscv::Hart& hart = *m_harts[id];
+  HsmSlot& hsm = m_hsm[id];
+  if (hsm.state.load(std::memory_order_acquire) == HsmState::kStartPending) {
+    hart.enter_supervisor_as_firmware(hsm.start_addr, id, hsm.opaque);
+    hart.state.store(riscv::HartState::kRunning, std::memory_order_release);
+    hsm.state.store(HsmState::kStarted, std::memory_order_release);
+  }
+  if (hart.state.load(std::memory_order_acquire) != riscv::HartState::kRunning) {
+    return m_stopping ? StepResult::kStopped : StepResult::kIdle;
+  }
+  switch (hart.run(budget)) {
+    case riscv::ExitReason::kSliceDone:
+      return StepResult::kRan;
+    case riscv::ExitReason::kWfi:
+      wake_mtime = hart.update_timers(mtime());
+      if (hart.interrupt_pending_for_wfi() || hart.pending_requests() != 0) return StepResult::kRan;
+      return StepResult::kIdle;
+    case riscv::ExitReason::kStopped:
+      break;
+  }
+  return m_stopping ? StepResult::kStopped : StepResult::kIdle;
+}
+
+void Machine::set_wake_hook(std::function<void(unsigned)> hook) {
+  for (auto& h : m_harts) {
+    const unsigned id = h->hartid();
+    h->wake_hook = [hook, id] { hook(id); };
+  }
+}
+
+std::chrono::steady_clock::time_point Machine::host_time_of(uint64_t mtime_value) {
+  const uint64_t now = mtime();
+  const auto now_host = std::chrono::steady_clock::now();
+  if (mtime_value <= now) return now_host;
+  const uint64_t ticks = std::min<uint64_t>(mtime_value - now, 3600ull * layout::kTimebaseHz);
+  return now_host + std::chrono::nanoseconds(ticks * (1'000'000'000 / layout::kTimebaseHz));
+}
+
+void Machine::pause_clock() {
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - m_epoch).count();
+  int64_t expected = -1;
+  m_paused_at_ns.compare_exchange_strong(expected, now - m_clock_offset_ns.load());
+}
+
+void Machine::resume_clock() {
+  const int64_t paused_at = m_paused_at_ns.load();
+  if (paused_at < 0) return;
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - m_epoch).count();
+  m_clock_offset_ns.store(now - paused_at);
+  m_paused_at_ns.store(-1);
+  for (auto& h : m_harts) h->kick();
 }
 
 void Machine::vcpu_thread(unsigned id) {
   riscv::Hart& hart = *m_harts[id];
-  HsmSlot& hsm = m_hsm[id];
   while (!m_stopping.load(std::memory_order_acquire)) {
-    if (hsm.state.load(std::memory_order_acquire) == HsmState::kStartPending) {
-      hart.enter_supervisor_as_firmware(hsm.start_addr, id, hsm.opaque);
-      hart.state.store(riscv::HartState::kRunning, std::memory_order_release);
-      hsm.state.store(HsmState::kStarted, std::memory_order_release);
-    }
-    if (hart.state.load(std::memory_order_acquire) != riscv::HartState::kRunning) {
+    uint64_t wake = 0;
+    const StepResult r = step_vcpu(id, kSliceInstructions, wake);
+    if (r == StepResult::kStopped) break;
+    if (r != StepResult::kIdle) continue;
+    if (hart.state.load(std::memory_order_acquire) == riscv::HartState::kRunning) {
+      hart.wait_for_interrupt(wake);
+    } else {
       std::unique_lock lock(m_hsm_mutex);
       m_hsm_cv.wait_for(lock, std::chrono::milliseconds(100), [&] {
-        return m_stopping.load() || hsm.state.load() == HsmState::kStartPending;
+        return m_stopping.load() || m_hsm[id].state.load() == HsmState::kStartPending;
       });
-      continue;
-    }
-    if (hart.run(kSliceInstructions) == riscv::ExitReason::kWfi) {
-      hart.wait_for_interrupt(hart.update_timers(mtime()));
     }
   }
 }
@@ -248,8 +312,12 @@ bool Machine::mmio_write(riscv::Hart&, uint64_t pa, unsigned size, uint64_t valu
 }
 
 uint64_t Machine::mtime() {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - m_epoch);
-  return static_cast<uint64_t>(ns.count()) / (1'000'000'000 / layout::kTimebaseHz);
+  int64_t ns = m_paused_at_ns.load(std::memory_order_acquire);
+  if (ns < 0) {
+    ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - m_epoch).count() -
+         m_clock_offset_ns.load(std::memory_order_acquire);
+  }
+  return static_cast<uint64_t>(ns) / (1'000'000'000 / layout::kTimebaseHz);
 }
 
 bool Machine::sbi_ecall(riscv::Hart& hart) { return handle_sbi_call(*this, hart); }
@@ -334,8 +402,11 @@ int64_t Machine::hart_start(unsigned hart, uint64_t start_addr, uint64_t opaque)
   slot.start_addr = start_addr;
   slot.opaque = opaque;
   if (!slot.state.compare_exchange_strong(expected, HsmState::kStartPending)) return kSbiErrAlreadyAvailable;
-  std::lock_guard lock(m_hsm_mutex);
-  m_hsm_cv.notify_all();
+  {
+    std::lock_guard lock(m_hsm_mutex);
+    m_hsm_cv.notify_all();
+  }
+  m_harts[hart]->kick();  // a scheduler parks stopped vCPUs: tell it this one has work
   return kSbiSuccess;
 }
 

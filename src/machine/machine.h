@@ -55,10 +55,31 @@ class Machine final : public riscv::Platform,
   static Result<std::unique_ptr<Machine>> create(const MachineConfig& config, ConsoleOut console);
   ~Machine() override;
 
-  // Runs all harts until the guest powers off or resets, a hart crashes, or `timeout` passes.
+  // Runs all harts, one host thread each, until the guest powers off or resets, a hart
+  // crashes, or `timeout` passes (`vigil run`; vigild schedules vCPUs with step_vcpu instead).
   Outcome run(std::optional<std::chrono::milliseconds> timeout);
   // Stops the machine from any thread (the outcome's reason and message are kept if first).
   void stop(StopReason reason, std::string message);
+  bool stopping() const { return m_stopping.load(std::memory_order_acquire); }
+  std::optional<Outcome> outcome();
+  // Called once, on the thread that stopped the machine, when it stops.
+  std::function<void(const Outcome&)> on_stop;
+
+  // One scheduling step of vCPU `id` (at most `budget` instructions), for a scheduler.
+  enum class StepResult {
+    kRan,      // did work; runnable again
+    kIdle,     // waiting (WFI or not started): runnable after a wake or at `wake_mtime`
+    kStopped,  // the machine has stopped
+  };
+  StepResult step_vcpu(unsigned id, uint64_t budget, uint64_t& wake_mtime);
+  // Routes every hart's wake-ups to `hook(vcpu id)`; set before any vCPU runs.
+  void set_wake_hook(std::function<void(unsigned)> hook);
+  // Converts a future mtime to host time (for sleeping until a guest timer).
+  std::chrono::steady_clock::time_point host_time_of(uint64_t mtime_value);
+
+  // The guest's clock stops while it is paused (xl pause): mtime does not advance.
+  void pause_clock();
+  void resume_clock();
   // Host console input (from any thread): goes to the UART and the SBI console.
   void console_input(const uint8_t* data, size_t len);
 
@@ -119,6 +140,8 @@ class Machine final : public riscv::Platform,
   std::unique_ptr<devices::SifiveTest> m_test;
 
   std::chrono::steady_clock::time_point m_epoch;
+  std::atomic<int64_t> m_clock_offset_ns{0};   // time spent paused, subtracted from the clock
+  std::atomic<int64_t> m_paused_at_ns{-1};     // clock value while paused, else -1
   std::vector<std::thread> m_threads;
   std::mutex m_stop_mutex;
   std::condition_variable m_stop_cv;

@@ -340,8 +340,11 @@ void Hart::apply_requests() {
 
 void Hart::kick() {
   m_kicked.store(true, std::memory_order_release);
-  std::lock_guard lock(m_sleep_mutex);
-  m_sleep_cv.notify_all();
+  {
+    std::lock_guard lock(m_sleep_mutex);
+    m_sleep_cv.notify_all();
+  }
+  if (wake_hook) wake_hook();
 }
 
 void Hart::wait_for_interrupt(uint64_t deadline_mtime) {

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -159,8 +160,12 @@ class Hart {
   // Applies pending requests now; only from the hart's own thread (e.g. while it waits in
   // an SBI call for other harts, so two harts fencing each other cannot deadlock).
   void service_requests() { apply_requests(); }
-  // Wakes the hart's thread if it sleeps in WFI; makes run() return soon if running.
+  // Wakes the hart's thread if it sleeps in WFI, and tells the wake hook (a scheduler that
+  // parks idle vCPUs instead of sleeping on the hart) that the hart may have work.
   void kick();
+  // Set once before the hart runs; called from any thread, must be cheap and non-blocking
+  // beyond a short lock.
+  std::function<void()> wake_hook;
   // Sleeps until an interrupt is pending for WFI, a request arrives, or `deadline_mtime`.
   void wait_for_interrupt(uint64_t deadline_mtime);
 
