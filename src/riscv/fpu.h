@@ -18,6 +18,9 @@ struct FpuState {
 // Returns false if the encoding is illegal (reserved rounding mode, dynamic rm with an
 // invalid frm, unknown funct); then no state may have been changed.
 // The caller has already checked mstatus.FS != Off and marks FS dirty afterwards.
+// Host requirement: the calling thread's FPU must be in its default state (round to nearest,
+// no flush-to-zero / denormals-are-zero); execute_fp only changes it for the duration of one
+// instruction. Host sticky exception flags are clobbered.
 bool execute_fp(uint32_t insn, uint64_t* x, FpuState& fp);
 
 }  // namespace vigil::riscv
