@@ -45,8 +45,9 @@ int64_t for_each_hart(SbiHost& host, uint64_t mask, uint64_t base, Fn fn) {
 }
 
 // Remote fences complete before the call returns: each target applies the request at its
-// next slice boundary (or when it wakes), and the caller services its own requests while
-// it waits so two harts fencing each other make progress.
+// next slice boundary, and a hart outside run() (sleeping, parked by the scheduler) applies
+// it before it runs again, so only targets inside run() are waited for. The caller services
+// its own requests while it waits so two harts fencing each other make progress.
 int64_t remote_fence(SbiHost& host, riscv::Hart& self, uint64_t mask, uint64_t base, uint32_t what) {
   std::vector<unsigned> targets;
   const int64_t rc = for_each_hart(host, mask, base, [&](unsigned id) { targets.push_back(id); });
@@ -56,8 +57,7 @@ int64_t remote_fence(SbiHost& host, riscv::Hart& self, uint64_t mask, uint64_t b
   for (unsigned id : targets) {
     riscv::Hart& t = host.hart(id);
     if (&t == &self) continue;
-    while ((t.pending_requests() & what) && !t.sleeping.load(std::memory_order_acquire) &&
-           t.state.load(std::memory_order_acquire) == riscv::HartState::kRunning) {
+    while ((t.pending_requests() & what) && t.in_run.load(std::memory_order_acquire)) {
       self.service_requests();
       if (std::chrono::steady_clock::now() > give_up) break;
       std::this_thread::yield();

@@ -89,6 +89,11 @@ void Hart::enter_supervisor_as_firmware(uint64_t entry, uint64_t a0, uint64_t a1
 
 ExitReason Hart::run(uint64_t budget) {
   if (state.load(std::memory_order_acquire) != HartState::kRunning) return ExitReason::kStopped;
+  in_run.store(true, std::memory_order_seq_cst);
+  struct Leave {
+    std::atomic<bool>& flag;
+    ~Leave() { flag.store(false, std::memory_order_release); }
+  } leave{in_run};
   if (m_requests.load(std::memory_order_acquire) != 0) apply_requests();
   const uint64_t code_epoch = m_mem.code_epoch.load(std::memory_order_acquire);
   if (code_epoch != m_seen_code_epoch) {
@@ -355,13 +360,11 @@ void Hart::wait_for_interrupt(uint64_t deadline_mtime) {
   // Cap the sleep so a lost wake-up can never stall a hart for long.
   const auto wait = std::chrono::nanoseconds(std::min<uint64_t>(ticks, 1'000'000) * kNsPerTick);
   const auto until = std::chrono::steady_clock::now() + wait;
-  sleeping.store(true, std::memory_order_release);
   m_sleep_cv.wait_until(lock, until, [&] {
     return m_kicked.exchange(false, std::memory_order_acq_rel) || interrupt_pending_for_wfi() ||
            m_requests.load(std::memory_order_acquire) != 0 ||
            state.load(std::memory_order_acquire) != HartState::kRunning;
   });
-  sleeping.store(false, std::memory_order_release);
 }
 
 // ---------------------------------------------------------------------------------------

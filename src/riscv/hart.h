@@ -236,8 +236,8 @@ class Hart {
 
   // Set when this hart last executed WFI and it should sleep (run() returns kWfi).
   bool wfi_pending = false;
-  // True while the hart's thread sleeps in wait_for_interrupt (it applies requests on waking).
-  std::atomic<bool> sleeping{false};
+  // True while run() executes; a hart outside run() applies requests before it next runs.
+  std::atomic<bool> in_run{false};
   // No firmware in M-mode: S-mode ECALLs go to the platform's SBI and STIP follows stimecmp.
   bool builtin_sbi = false;
 

@@ -1,0 +1,60 @@
+#include "hv/domain.h"
+
+namespace vigil::hv {
+
+const char* to_string(DomainState s) {
+  switch (s) {
+    case DomainState::kRunning: return "running";
+    case DomainState::kPaused: return "paused";
+    case DomainState::kShutdown: return "shutdown";
+    case DomainState::kCrashed: return "crashed";
+    case DomainState::kDying: return "dying";
+  }
+  return "unknown";
+}
+
+machine::MachineConfig machine_config_for(const DomainConfig& c) {
+  machine::MachineConfig m;
+  m.memory_mib = c.memory_mib;
+  m.vcpus = c.vcpus;
+  m.kernel = c.kernel;
+  m.initrd = c.ramdisk;
+  m.append = c.extra;
+  m.firmware = c.firmware;
+  return m;
+}
+
+Result<std::unique_ptr<Domain>> Domain::create(uint32_t id, const DomainConfig& config) {
+  std::unique_ptr<Domain> d(new Domain(id, config));
+  auto m = machine::Machine::create(machine_config_for(config),
+                                    [raw = d.get()](const uint8_t* data, size_t len) { raw->console_output(data, len); });
+  if (!m) return make_error("domain '{}': {}", config.name, m.error().message);
+  d->m_machine = std::move(*m);
+  return d;
+}
+
+void Domain::console_output(const uint8_t* data, size_t len) {
+  std::lock_guard lock(m_console_mutex);
+  m_history.insert(m_history.end(), data, data + len);
+  if (m_history.size() > kConsoleHistory) m_history.erase(m_history.begin(), m_history.end() - kConsoleHistory);
+  for (auto& [token, l] : m_listeners) l(data, len);
+}
+
+std::string Domain::console_history() {
+  std::lock_guard lock(m_console_mutex);
+  return std::string(m_history.begin(), m_history.end());
+}
+
+uint64_t Domain::add_console_listener(ConsoleListener l) {
+  std::lock_guard lock(m_console_mutex);
+  const uint64_t token = m_next_listener++;
+  m_listeners.emplace(token, std::move(l));
+  return token;
+}
+
+void Domain::remove_console_listener(uint64_t token) {
+  std::lock_guard lock(m_console_mutex);
+  m_listeners.erase(token);
+}
+
+}  // namespace vigil::hv

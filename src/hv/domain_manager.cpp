@@ -1,0 +1,265 @@
+#include "hv/domain_manager.h"
+
+#include <algorithm>
+#include <charconv>
+
+namespace vigil::hv {
+
+DomainManager::DomainManager(unsigned workers) : m_sched(workers), m_reaper([this] { reaper_loop(); }) {}
+
+DomainManager::~DomainManager() {
+  {
+    std::lock_guard lock(m_events_mutex);
+    m_quit = true;
+  }
+  m_events_cv.notify_all();
+  m_reaper.join();
+  std::vector<uint32_t> ids;
+  {
+    std::lock_guard lock(m_mutex);
+    for (auto& [id, d] : m_domains) ids.push_back(id);
+  }
+  for (uint32_t id : ids) remove(id);
+}
+
+void DomainManager::start(const std::shared_ptr<Domain>& d) {
+  const uint32_t id = d->id();
+  d->machine().on_stop = [this, id](const machine::Outcome& o) { on_guest_stop(id, o); };
+  d->machine().set_wake_hook([this, id](unsigned vcpu) { m_sched.wake(id, vcpu); });
+  const DomainConfig& c = d->config();
+  m_sched.add_domain(id, d.get(), c.vcpus, SchedParams{c.cpu_weight, c.cap}, c.cpu_pins);
+}
+
+Result<uint32_t> DomainManager::create(const DomainConfig& config) {
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_domains.size() >= kMaxDomains) return make_error("too many domains (the limit is {})", kMaxDomains);
+    for (auto& [id, d] : m_domains) {
+      if (d->name() == config.name) return make_error("a domain named '{}' already exists (id {})", config.name, id);
+    }
+  }
+  if (config.name.empty()) return make_error("a domain needs a name");
+  if (config.cpu_weight < 1 || config.cpu_weight > 65535) return make_error("cpu_weight must be 1..65535");
+  if (config.cap > 100 * config.vcpus) return make_error("cap must be 0..{} for {} vCPUs", 100 * config.vcpus, config.vcpus);
+  uint32_t id;
+  {
+    std::lock_guard lock(m_mutex);
+    id = m_next_id++;
+  }
+  auto d = Domain::create(id, config);
+  if (!d) return std::unexpected(d.error());
+  std::shared_ptr<Domain> dom = std::move(*d);
+  {
+    std::lock_guard lock(m_mutex);
+    for (auto& [other, od] : m_domains) {
+      if (od->name() == config.name) return make_error("a domain named '{}' already exists (id {})", config.name, other);
+    }
+    m_domains[id] = dom;
+  }
+  start(dom);
+  m_changed.notify_all();
+  return id;
+}
+
+Result<std::shared_ptr<Domain>> DomainManager::find(uint32_t id) {
+  std::lock_guard lock(m_mutex);
+  auto it = m_domains.find(id);
+  if (it == m_domains.end()) return make_error("no domain with id {}", id);
+  return it->second;
+}
+
+std::shared_ptr<Domain> DomainManager::get(uint32_t id) {
+  auto d = find(id);
+  return d ? *d : nullptr;
+}
+
+Result<uint32_t> DomainManager::lookup(const std::string& key) {
+  uint32_t id = 0;
+  const auto [ptr, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+  std::lock_guard lock(m_mutex);
+  if (ec == std::errc() && ptr == key.data() + key.size() && m_domains.count(id)) return id;
+  for (auto& [did, d] : m_domains) {
+    if (d->name() == key) return did;
+  }
+  return make_error("no domain named or numbered '{}'", key);
+}
+
+Result<void> DomainManager::pause(uint32_t id) {
+  auto d = find(id);
+  if (!d) return std::unexpected(d.error());
+  if ((*d)->state() != DomainState::kRunning) return make_error("domain {} is {}, not running", id, to_string((*d)->state()));
+  m_sched.pause_domain(id);
+  (*d)->machine().pause_clock();
+  (*d)->set_state(DomainState::kPaused);
+  return {};
+}
+
+Result<void> DomainManager::unpause(uint32_t id) {
+  auto d = find(id);
+  if (!d) return std::unexpected(d.error());
+  if ((*d)->state() != DomainState::kPaused) return make_error("domain {} is {}, not paused", id, to_string((*d)->state()));
+  (*d)->machine().resume_clock();
+  (*d)->set_state(DomainState::kRunning);
+  m_sched.unpause_domain(id);
+  return {};
+}
+
+Result<void> DomainManager::shutdown(uint32_t id) {
+  auto d = find(id);
+  if (!d) return std::unexpected(d.error());
+  (*d)->machine().stop(machine::StopReason::kPoweroff, "shut down by the toolstack");
+  return {};
+}
+
+Result<void> DomainManager::reboot(uint32_t id) {
+  auto d = find(id);
+  if (!d) return std::unexpected(d.error());
+  (*d)->machine().stop(machine::StopReason::kReset, "rebooted by the toolstack");
+  return {};
+}
+
+void DomainManager::remove(uint32_t id) {
+  std::shared_ptr<Domain> d;
+  {
+    std::lock_guard lock(m_mutex);
+    auto it = m_domains.find(id);
+    if (it == m_domains.end()) return;
+    d = it->second;
+  }
+  d->set_state(DomainState::kDying);
+  d->machine().stop(machine::StopReason::kHostError, "destroyed");
+  m_sched.remove_domain(id);
+  {
+    std::lock_guard lock(m_mutex);
+    m_domains.erase(id);
+  }
+  m_changed.notify_all();
+}
+
+Result<void> DomainManager::destroy(uint32_t id) {
+  if (!find(id)) return make_error("no domain with id {}", id);
+  remove(id);
+  return {};
+}
+
+bool DomainManager::wait_gone(uint32_t id, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(m_mutex);
+  return m_changed.wait_for(lock, timeout, [&] { return m_domains.count(id) == 0; });
+}
+
+void DomainManager::on_guest_stop(uint32_t id, const machine::Outcome& outcome) {
+  {
+    std::lock_guard lock(m_events_mutex);
+    m_events.push_back({id, outcome});
+  }
+  m_events_cv.notify_all();
+}
+
+void DomainManager::reaper_loop() {
+  std::unique_lock lock(m_events_mutex);
+  while (true) {
+    m_events_cv.wait(lock, [&] { return m_quit || !m_events.empty(); });
+    if (m_quit) return;
+    StopEvent ev = std::move(m_events.front());
+    m_events.pop_front();
+    lock.unlock();
+
+    auto d = get(ev.id);
+    if (d && d->state() != DomainState::kDying) {
+      // The guest's own stop picks the configured action (xl.cfg on_poweroff/on_reboot/on_crash).
+      LifecycleAction action = LifecycleAction::kDestroy;
+      DomainState preserved = DomainState::kShutdown;
+      switch (ev.outcome.reason) {
+        case machine::StopReason::kPoweroff: action = d->config().on_poweroff; break;
+        case machine::StopReason::kReset: action = d->config().on_reboot; break;
+        case machine::StopReason::kCrash:
+        case machine::StopReason::kTimeout:
+        case machine::StopReason::kHostError:
+          action = d->config().on_crash;
+          preserved = DomainState::kCrashed;
+          break;
+      }
+      if (action == LifecycleAction::kPreserve) {
+        m_sched.pause_domain(ev.id);
+        d->set_state(preserved);
+      } else if (action == LifecycleAction::kRestart) {
+        const DomainConfig config = d->config();
+        m_sched.remove_domain(ev.id);
+        auto fresh = Domain::create(ev.id, config);
+        std::lock_guard dl(m_mutex);
+        if (fresh) {
+          std::shared_ptr<Domain> nd = std::move(*fresh);
+          m_domains[ev.id] = nd;
+          start(nd);
+        } else {
+          m_domains.erase(ev.id);  // cannot rebuild: the images vanished or changed
+        }
+      } else {
+        remove(ev.id);
+      }
+      m_changed.notify_all();
+    }
+    lock.lock();
+  }
+}
+
+std::vector<DomainInfo> DomainManager::list() {
+  std::vector<std::shared_ptr<Domain>> doms;
+  {
+    std::lock_guard lock(m_mutex);
+    for (auto& [id, d] : m_domains) doms.push_back(d);
+  }
+  std::vector<DomainInfo> out;
+  for (auto& d : doms) {
+    auto o = d->outcome();
+    out.push_back({d->id(), d->name(), d->config().memory_mib, d->config().vcpus, d->state(),
+                   m_sched.cpu_seconds(d->id()), o && d->state() != DomainState::kRunning ? o->message : ""});
+  }
+  return out;
+}
+
+Result<DomainInfo> DomainManager::info(uint32_t id) {
+  for (auto& i : list()) {
+    if (i.id == id) return i;
+  }
+  return make_error("no domain with id {}", id);
+}
+
+Result<std::vector<Scheduler::VcpuInfo>> DomainManager::vcpu_list(uint32_t id) {
+  if (!find(id)) return make_error("no domain with id {}", id);
+  return m_sched.vcpu_info(id);
+}
+
+Result<void> DomainManager::vcpu_pin(uint32_t id, unsigned vcpu, const std::vector<unsigned>& workers) {
+  auto d = find(id);
+  if (!d) return std::unexpected(d.error());
+  if (vcpu >= (*d)->config().vcpus) return make_error("domain {} has no vCPU {}", id, vcpu);
+  for (unsigned w : workers) {
+    if (w >= m_sched.workers()) return make_error("there is no worker CPU {} (workers: 0-{})", w, m_sched.workers() - 1);
+  }
+  m_sched.pin(id, vcpu, workers);
+  return {};
+}
+
+Result<SchedParams> DomainManager::sched_credit(uint32_t id) {
+  if (!find(id)) return make_error("no domain with id {}", id);
+  return m_sched.params(id);
+}
+
+Result<void> DomainManager::set_sched_credit(uint32_t id, std::optional<unsigned> weight, std::optional<unsigned> cap) {
+  auto d = find(id);
+  if (!d) return std::unexpected(d.error());
+  SchedParams p = m_sched.params(id);
+  if (weight) {
+    if (*weight < 1 || *weight > 65535) return make_error("weight must be 1..65535, not {}", *weight);
+    p.weight = *weight;
+  }
+  if (cap) {
+    if (*cap > 100 * (*d)->config().vcpus) return make_error("cap must be 0..{}, not {}", 100 * (*d)->config().vcpus, *cap);
+    p.cap = *cap;
+  }
+  m_sched.set_params(id, p);
+  return {};
+}
+
+}  // namespace vigil::hv

@@ -1,0 +1,268 @@
+#include "hv/scheduler.h"
+
+#include <algorithm>
+
+namespace vigil::hv {
+
+namespace {
+constexpr int64_t ns_of(std::chrono::nanoseconds d) { return d.count(); }
+}  // namespace
+
+Scheduler::Scheduler(unsigned workers) {
+  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  workers = std::min(workers, 64u);  // pin masks are 64-bit
+  m_period_end = Clock::now() + kPeriod;
+  for (unsigned w = 0; w < workers; ++w) m_threads.emplace_back([this, w] { worker_loop(w); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard lock(m_mutex);
+    m_shutdown = true;
+  }
+  m_cv.notify_all();
+  for (auto& t : m_threads) t.join();
+}
+
+uint64_t Scheduler::mask_of(const std::vector<unsigned>& workers) {
+  uint64_t mask = 0;
+  for (unsigned w : workers) {
+    if (w < 64) mask |= 1ull << w;
+  }
+  return mask;
+}
+
+void Scheduler::add_domain(uint32_t domid, SchedTarget* target, unsigned vcpus, SchedParams params,
+                           const std::vector<std::vector<unsigned>>& pins) {
+  auto d = std::make_unique<Dom>();
+  d->id = domid;
+  d->target = target;
+  d->params = params;
+  for (unsigned v = 0; v < vcpus; ++v) {
+    Vcpu vc{.index = v};
+    if (v < pins.size()) vc.pin_mask = mask_of(pins[v]);
+    d->vcpus.push_back(vc);
+  }
+  {
+    std::lock_guard lock(m_mutex);
+    m_doms[domid] = std::move(d);
+  }
+  m_cv.notify_all();
+}
+
+bool Scheduler::any_running(const Dom& d) const {
+  return std::any_of(d.vcpus.begin(), d.vcpus.end(), [](const Vcpu& v) { return v.state == VcpuState::kRunning; });
+}
+
+void Scheduler::remove_domain(uint32_t domid) {
+  std::unique_lock lock(m_mutex);
+  auto it = m_doms.find(domid);
+  if (it == m_doms.end()) return;
+  it->second->removing = true;
+  m_idle_cv.wait(lock, [&] { return !any_running(*it->second); });
+  m_doms.erase(it);
+}
+
+void Scheduler::pause_domain(uint32_t domid) {
+  std::unique_lock lock(m_mutex);
+  auto it = m_doms.find(domid);
+  if (it == m_doms.end()) return;
+  it->second->paused = true;
+  m_idle_cv.wait(lock, [&] { return !any_running(*it->second); });
+}
+
+void Scheduler::unpause_domain(uint32_t domid) {
+  {
+    std::lock_guard lock(m_mutex);
+    auto it = m_doms.find(domid);
+    if (it == m_doms.end()) return;
+    it->second->paused = false;
+  }
+  m_cv.notify_all();
+}
+
+void Scheduler::wake(uint32_t domid, unsigned vcpu) {
+  bool notify = false;
+  {
+    std::lock_guard lock(m_mutex);
+    auto it = m_doms.find(domid);
+    if (it == m_doms.end() || vcpu >= it->second->vcpus.size()) return;
+    Vcpu& v = it->second->vcpus[vcpu];
+    v.woken = true;
+    if (v.state == VcpuState::kBlocked) {
+      v.state = VcpuState::kRunnable;
+      notify = true;
+    }
+  }
+  if (notify) m_cv.notify_one();
+}
+
+bool Scheduler::set_params(uint32_t domid, SchedParams params) {
+  std::lock_guard lock(m_mutex);
+  auto it = m_doms.find(domid);
+  if (it == m_doms.end()) return false;
+  it->second->params = params;
+  return true;
+}
+
+SchedParams Scheduler::params(uint32_t domid) {
+  std::lock_guard lock(m_mutex);
+  auto it = m_doms.find(domid);
+  return it == m_doms.end() ? SchedParams{} : it->second->params;
+}
+
+bool Scheduler::pin(uint32_t domid, unsigned vcpu, const std::vector<unsigned>& workers) {
+  {
+    std::lock_guard lock(m_mutex);
+    auto it = m_doms.find(domid);
+    if (it == m_doms.end() || vcpu >= it->second->vcpus.size()) return false;
+    it->second->vcpus[vcpu].pin_mask = mask_of(workers);
+  }
+  m_cv.notify_all();
+  return true;
+}
+
+std::vector<Scheduler::VcpuInfo> Scheduler::vcpu_info(uint32_t domid) {
+  std::lock_guard lock(m_mutex);
+  std::vector<VcpuInfo> out;
+  auto it = m_doms.find(domid);
+  if (it == m_doms.end()) return out;
+  const Dom& d = *it->second;
+  for (const Vcpu& v : d.vcpus) {
+    VcpuInfo info{v.index, v.worker, "", static_cast<double>(v.cpu_ns) / 1e9, {}};
+    switch (v.state) {
+      case VcpuState::kRunning: info.state = "running"; break;
+      case VcpuState::kRunnable: info.state = d.paused ? "paused" : "runnable"; break;
+      case VcpuState::kBlocked: info.state = d.paused ? "paused" : "blocked"; break;
+      case VcpuState::kDone: info.state = "stopped"; break;
+    }
+    for (unsigned w = 0; w < 64; ++w) {
+      if ((v.pin_mask >> w) & 1) info.affinity.push_back(w);
+    }
+    out.push_back(info);
+  }
+  return out;
+}
+
+double Scheduler::cpu_seconds(uint32_t domid) {
+  std::lock_guard lock(m_mutex);
+  auto it = m_doms.find(domid);
+  return it == m_doms.end() ? 0.0 : static_cast<double>(it->second->cpu_ns) / 1e9;
+}
+
+bool Scheduler::under_cap(const Dom& d) const {
+  return d.params.cap == 0 || d.period_used_ns < ns_of(kPeriod) * static_cast<int64_t>(d.params.cap) / 100;
+}
+
+void Scheduler::refill_if_due(Clock::time_point now) {
+  if (now < m_period_end) return;
+  m_period_end = now + kPeriod;
+  // Credit goes to active domains (something to run, or ran last period) by weight.
+  uint64_t total_weight = 0;
+  std::vector<Dom*> active;
+  for (auto& [id, d] : m_doms) {
+    const bool busy = d->period_used_ns > 0 || std::any_of(d->vcpus.begin(), d->vcpus.end(), [](const Vcpu& v) {
+                        return v.state == VcpuState::kRunnable || v.state == VcpuState::kRunning;
+                      });
+    d->period_used_ns = 0;
+    if (busy && !d->paused) {
+      active.push_back(d.get());
+      total_weight += d->params.weight;
+    }
+  }
+  const int64_t period = ns_of(kPeriod);
+  const int64_t pool = period * static_cast<int64_t>(workers());
+  for (Dom* d : active) {
+    const int64_t share = static_cast<int64_t>(static_cast<uint64_t>(pool) * d->params.weight / total_weight);
+    const int64_t per_vcpu = share / static_cast<int64_t>(d->vcpus.size());
+    for (Vcpu& v : d->vcpus) {
+      // Bounded both ways so neither an idle nor a greedy vCPU hoards history.
+      v.credit_ns = std::clamp<int64_t>(v.credit_ns + per_vcpu, -period, period);
+    }
+  }
+}
+
+Scheduler::Vcpu* Scheduler::pick(unsigned worker, Clock::time_point now, Dom*& dom) {
+  Vcpu* best = nullptr;
+  for (auto& [id, d] : m_doms) {
+    if (d->paused || d->removing || !under_cap(*d)) continue;
+    for (Vcpu& v : d->vcpus) {
+      if (v.state == VcpuState::kBlocked && v.wake_at <= now) v.state = VcpuState::kRunnable;
+      if (v.state != VcpuState::kRunnable) continue;
+      if (v.pin_mask != 0 && !((v.pin_mask >> worker) & 1)) continue;
+      if (best == nullptr || v.credit_ns > best->credit_ns ||
+          (v.credit_ns == best->credit_ns && v.last_ran < best->last_ran)) {
+        best = &v;
+        dom = d.get();
+      }
+    }
+  }
+  return best;
+}
+
+void Scheduler::worker_loop(unsigned worker) {
+  std::unique_lock lock(m_mutex);
+  while (!m_shutdown) {
+    const auto now = Clock::now();
+    refill_if_due(now);
+    Dom* d = nullptr;
+    Vcpu* v = pick(worker, now, d);
+    if (v == nullptr) {
+      // Sleep until the next timer of a parked vCPU, the next period (capped domains
+      // resume then), or a wake.
+      auto until = m_period_end;
+      for (auto& [id, dom] : m_doms) {
+        for (const Vcpu& vc : dom->vcpus) {
+          if (vc.state == VcpuState::kBlocked) until = std::min(until, vc.wake_at);
+        }
+      }
+      bool capped = false;
+      for (auto& [id, dom] : m_doms) capped |= !under_cap(*dom);
+      if (!capped && until == m_period_end) until = now + std::chrono::milliseconds(100);
+      m_cv.wait_until(lock, until);
+      continue;
+    }
+    v->state = VcpuState::kRunning;
+    v->worker = static_cast<int>(worker);
+    v->woken = false;
+    SchedTarget* target = d->target;
+    const unsigned index = v->index;
+    // How long this vCPU may run: a timeslice, less if its domain's cap is nearly used.
+    int64_t limit = ns_of(kTimeslice);
+    if (d->params.cap != 0) {
+      limit = std::min(limit, ns_of(kPeriod) * static_cast<int64_t>(d->params.cap) / 100 - d->period_used_ns);
+    }
+    lock.unlock();
+
+    const auto start = Clock::now();
+    uint64_t wake_mtime = ~0ull;
+    machine::Machine::StepResult r;
+    do {
+      r = target->sched_step(index, kStepInstructions, wake_mtime);
+    } while (r == machine::Machine::StepResult::kRan && ns_of(Clock::now() - start) < limit);
+    const auto end = Clock::now();
+    const int64_t used = ns_of(end - start);
+    const auto wake_at = r == machine::Machine::StepResult::kIdle && wake_mtime != ~0ull
+                             ? target->sched_host_time(wake_mtime)
+                             : Clock::time_point::max();
+
+    lock.lock();
+    v->credit_ns -= used;
+    v->cpu_ns += used;
+    v->last_ran = end;
+    v->worker = -1;
+    d->period_used_ns += used;
+    d->cpu_ns += used;
+    if (r == machine::Machine::StepResult::kStopped) {
+      v->state = VcpuState::kDone;
+    } else if (r == machine::Machine::StepResult::kIdle && !v->woken) {
+      v->state = VcpuState::kBlocked;
+      v->wake_at = wake_at;
+    } else {
+      v->state = VcpuState::kRunnable;
+    }
+    m_idle_cv.notify_all();
+  }
+}
+
+}  // namespace vigil::hv

@@ -1,0 +1,115 @@
+// A credit scheduler after Xen's (docs: "Credit Scheduler", xen/common/sched/credit.c for
+// the idea): the vCPUs of all domains share a pool of host worker threads. Every accounting
+// period each active domain earns credit in proportion to its weight; a worker always runs
+// the runnable vCPU with the most credit and charges it the host time it used. A cap limits
+// a domain to a percentage of one worker per period. A vCPU waiting for an interrupt is
+// parked and costs nothing until it is woken or its timer is due.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "machine/machine.h"
+
+namespace vigil::hv {
+
+// What the scheduler runs: implemented by Domain.
+class SchedTarget {
+ public:
+  virtual ~SchedTarget() = default;
+  virtual machine::Machine::StepResult sched_step(unsigned vcpu, uint64_t budget, uint64_t& wake_mtime) = 0;
+  virtual std::chrono::steady_clock::time_point sched_host_time(uint64_t mtime) = 0;
+};
+
+struct SchedParams {
+  unsigned weight = 256;  // relative share, 1..65535
+  unsigned cap = 0;       // percent of one worker, 0 = no cap
+};
+
+class Scheduler {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr auto kPeriod = std::chrono::milliseconds(30);     // accounting period
+  static constexpr auto kTimeslice = std::chrono::milliseconds(2);   // longest uninterrupted run
+  static constexpr uint64_t kStepInstructions = 20'000;
+
+  explicit Scheduler(unsigned workers = 0);  // 0: one per host core
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  unsigned workers() const { return static_cast<unsigned>(m_threads.size()); }
+
+  // pins[v]: workers vCPU v may run on (empty or missing = any).
+  void add_domain(uint32_t domid, SchedTarget* target, unsigned vcpus, SchedParams params,
+                  const std::vector<std::vector<unsigned>>& pins);
+  // Returns once none of the domain's vCPUs is running; the target may then be destroyed.
+  void remove_domain(uint32_t domid);
+  // Returns once none of the domain's vCPUs is running.
+  void pause_domain(uint32_t domid);
+  void unpause_domain(uint32_t domid);
+  // A vCPU may have work (interrupt, IPI, HSM start): any thread.
+  void wake(uint32_t domid, unsigned vcpu);
+
+  bool set_params(uint32_t domid, SchedParams params);
+  SchedParams params(uint32_t domid);
+  bool pin(uint32_t domid, unsigned vcpu, const std::vector<unsigned>& workers);
+
+  struct VcpuInfo {
+    unsigned vcpu;
+    int worker;         // worker running it now, -1 if none
+    std::string state;  // "running", "runnable", "blocked", "paused", "stopped"
+    double cpu_seconds;
+    std::vector<unsigned> affinity;  // empty = any
+  };
+  std::vector<VcpuInfo> vcpu_info(uint32_t domid);
+  double cpu_seconds(uint32_t domid);
+
+ private:
+  enum class VcpuState { kRunnable, kRunning, kBlocked, kDone };
+  struct Vcpu {
+    unsigned index;
+    VcpuState state = VcpuState::kRunnable;
+    bool woken = false;
+    int64_t credit_ns = 0;
+    int64_t cpu_ns = 0;
+    Clock::time_point wake_at = Clock::time_point::max();
+    Clock::time_point last_ran{};
+    uint64_t pin_mask = 0;  // 0 = any worker
+    int worker = -1;
+  };
+  struct Dom {
+    uint32_t id;
+    SchedTarget* target;
+    SchedParams params;
+    bool paused = false;
+    bool removing = false;
+    int64_t period_used_ns = 0;
+    int64_t cpu_ns = 0;
+    std::vector<Vcpu> vcpus;
+  };
+
+  void worker_loop(unsigned worker);
+  void refill_if_due(Clock::time_point now);
+  bool under_cap(const Dom& d) const;
+  Vcpu* pick(unsigned worker, Clock::time_point now, Dom*& dom);
+  bool any_running(const Dom& d) const;
+  static uint64_t mask_of(const std::vector<unsigned>& workers);
+
+  std::mutex m_mutex;
+  std::condition_variable m_cv;       // workers wait for work
+  std::condition_variable m_idle_cv;  // pause/remove wait for running vCPUs to stop
+  std::map<uint32_t, std::unique_ptr<Dom>> m_doms;
+  Clock::time_point m_period_end;
+  bool m_shutdown = false;
+  std::vector<std::thread> m_threads;
+};
+
+}  // namespace vigil::hv
