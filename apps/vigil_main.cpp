@@ -6,11 +6,14 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <filesystem>
+#include <map>
 #include <cstdio>
 #include <optional>
 #include <thread>
 
 #include "machine/machine.h"
+#include "toolstack/api.h"
 
 namespace {
 
@@ -103,6 +106,57 @@ int run_command(const vigil::machine::MachineConfig& config, double timeout_s) {
   return kExitHostError;
 }
 
+using vigil::toolstack::Json;
+
+// Sends one request to vigild and prints its error if it failed; returns the answer or null.
+std::optional<Json> call(const std::string& socket, const Json& request) {
+  auto r = vigil::toolstack::api_call(socket, request);
+  if (!r) {
+    std::fprintf(stderr, "vigil: %s\n", r.error().message.c_str());
+    return std::nullopt;
+  }
+  if (!r->value("ok", false)) {
+    std::fprintf(stderr, "vigil: %s\n", r->value("error", std::string("request failed")).c_str());
+    return std::nullopt;
+  }
+  return *r;
+}
+
+std::vector<unsigned> parse_cpu_list(const std::string& text, bool& ok) {
+  // "all", "0", "0-3", "0,2-3"
+  std::vector<unsigned> out;
+  ok = true;
+  if (text == "all") return out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t comma = text.find(',', pos);
+    const std::string part = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    unsigned lo = 0, hi = 0;
+    char dash = 0;
+    const int n = std::sscanf(part.c_str(), "%u%c%u", &lo, &dash, &hi);
+    if (n == 1) {
+      hi = lo;
+    } else if (n != 3 || dash != '-' || hi < lo || hi - lo > 64) {
+      ok = false;
+      return out;
+    }
+    for (unsigned c = lo; c <= hi; ++c) out.push_back(c);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+int print_list(const Json& answer) {
+  std::printf("%-32s %5s %7s %5s %-9s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)");
+  for (const auto& d : answer["domains"]) {
+    std::printf("%-32s %5u %7llu %5u %-9s %9.1f\n", d["name"].get<std::string>().c_str(), d["id"].get<unsigned>(),
+                static_cast<unsigned long long>(d["memory_mib"].get<uint64_t>()), d["vcpus"].get<unsigned>(),
+                d["state"].get<std::string>().c_str(), d["cpu_seconds"].get<double>());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,8 +173,92 @@ int main(int argc, char** argv) {
   run->add_option("--vcpus", config.vcpus, "number of virtual CPUs (1-8)")->capture_default_str();
   run->add_option("--firmware", config.firmware, "run this M-mode firmware (OpenSBI fw_dynamic.bin/fw_jump.bin) first");
   run->add_option("--timeout", timeout_s, "stop with an error if the guest runs longer than this many seconds");
+
+  // xl-style verbs, talking to vigild.
+  std::string socket = vigil::toolstack::default_socket_path();
+  app.add_option("--socket", socket, "vigild's control socket")->capture_default_str();
+  std::string cfg_path, domain, cpus_text;
+  unsigned vcpu_index = 0;
+  std::optional<unsigned> weight, cap;
+  CLI::App* create = app.add_subcommand("create", "Create a domain from an xl.cfg-style config file");
+  create->add_option("config", cfg_path, "config file")->required();
+  CLI::App* list = app.add_subcommand("list", "List domains");
+  std::map<std::string, CLI::App*> simple;
+  for (const char* verb : {"pause", "unpause", "shutdown", "reboot", "destroy"}) {
+    CLI::App* c = app.add_subcommand(verb, std::string(verb) + " a domain");
+    c->add_option("domain", domain, "domain name or id")->required();
+    simple[verb] = c;
+  }
+  CLI::App* console = app.add_subcommand("console", "Attach to a domain's console (detach with Ctrl-])");
+  console->add_option("domain", domain, "domain name or id")->required();
+  CLI::App* vcpu_list = app.add_subcommand("vcpu-list", "List a domain's vCPUs");
+  vcpu_list->add_option("domain", domain, "domain name or id")->required();
+  CLI::App* vcpu_pin = app.add_subcommand("vcpu-pin", "Pin a vCPU to host worker CPUs");
+  vcpu_pin->add_option("domain", domain, "domain name or id")->required();
+  vcpu_pin->add_option("vcpu", vcpu_index, "vCPU number")->required();
+  vcpu_pin->add_option("cpus", cpus_text, "worker CPUs: all, N, N-M, or a comma list")->required();
+  CLI::App* sched = app.add_subcommand("sched-credit", "Get or set a domain's credit scheduler weight and cap");
+  sched->add_option("-d,--domain", domain, "domain name or id")->required();
+  sched->add_option("-w,--weight", weight, "weight (1-65535, default 256)");
+  sched->add_option("-c,--cap", cap, "cap in percent of one CPU (0 = none)");
+
   CLI11_PARSE(app, argc, argv);
 
   if (*run) return run_command(config, timeout_s);
+  if (*create) {
+    std::error_code ec;
+    const auto abs = std::filesystem::absolute(cfg_path, ec);
+    auto r = call(socket, Json{{"op", "create"}, {"config", ec ? cfg_path : abs.string()}});
+    if (!r) return 1;
+    std::printf("created domain %s (id %u)\n", (*r)["name"].get<std::string>().c_str(), (*r)["id"].get<unsigned>());
+    return 0;
+  }
+  if (*list) {
+    auto r = call(socket, Json{{"op", "list"}});
+    return r ? print_list(*r) : 1;
+  }
+  for (auto& [verb, c] : simple) {
+    if (*c) return call(socket, Json{{"op", verb}, {"domain", domain}}) ? 0 : 1;
+  }
+  if (*console) {
+    auto r = vigil::toolstack::api_console(socket, domain);
+    if (!r) {
+      std::fprintf(stderr, "vigil: %s\n", r.error().message.c_str());
+      return 1;
+    }
+    return 0;
+  }
+  if (*vcpu_list) {
+    auto r = call(socket, Json{{"op", "vcpu-list"}, {"domain", domain}});
+    if (!r) return 1;
+    std::printf("%-6s %-6s %-9s %9s  %s\n", "VCPU", "CPU", "State", "Time(s)", "Affinity");
+    for (const auto& v : (*r)["vcpus"]) {
+      std::string aff;
+      for (const auto& a : v["affinity"]) aff += (aff.empty() ? "" : ",") + std::to_string(a.get<unsigned>());
+      const int worker = v["worker"].get<int>();
+      std::printf("%-6u %-6s %-9s %9.1f  %s\n", v["vcpu"].get<unsigned>(), worker < 0 ? "-" : std::to_string(worker).c_str(),
+                  v["state"].get<std::string>().c_str(), v["cpu_seconds"].get<double>(), aff.empty() ? "all" : aff.c_str());
+    }
+    return 0;
+  }
+  if (*vcpu_pin) {
+    bool ok = false;
+    const auto cpus = parse_cpu_list(cpus_text, ok);
+    if (!ok) {
+      std::fprintf(stderr, "vigil: cannot read CPU list '%s' (use all, N, N-M or N,M)\n", cpus_text.c_str());
+      return 1;
+    }
+    return call(socket, Json{{"op", "vcpu-pin"}, {"domain", domain}, {"vcpu", vcpu_index}, {"cpus", cpus}}) ? 0 : 1;
+  }
+  if (*sched) {
+    Json req{{"op", "sched-credit"}, {"domain", domain}};
+    if (weight) req["weight"] = *weight;
+    if (cap) req["cap"] = *cap;
+    auto r = call(socket, req);
+    if (!r) return 1;
+    std::printf("%-6s %-7s %-4s\n", "ID", "Weight", "Cap");
+    std::printf("%-6u %-7u %-4u\n", (*r)["id"].get<unsigned>(), (*r)["weight"].get<unsigned>(), (*r)["cap"].get<unsigned>());
+    return 0;
+  }
   return kExitHostError;
 }

@@ -1,0 +1,39 @@
+// vigild: holds the domains and serves the JSON control API on a Unix socket.
+#include <csignal>
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "hv/domain_manager.h"
+#include "toolstack/api.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"vigild: the Vigil hypervisor daemon"};
+  std::string socket = vigil::toolstack::default_socket_path();
+  unsigned workers = 0;
+  app.add_option("--socket", socket, "control socket path")->capture_default_str();
+  app.add_option("--workers", workers, "host worker threads for vCPUs (0 = one per host core)");
+  CLI11_PARSE(app, argc, argv);
+
+  // Block the termination signals in every thread; the main thread waits for them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  vigil::hv::DomainManager manager(workers);
+  vigil::toolstack::ApiServer server(manager, socket);
+  if (auto r = server.start(); !r) {
+    std::fprintf(stderr, "vigild: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "vigild: serving %s with %u worker(s)\n", socket.c_str(), manager.scheduler().workers());
+  int sig = 0;
+  sigwait(&set, &sig);
+  std::fprintf(stderr, "vigild: signal %d, destroying domains and exiting\n", sig);
+  server.stop();
+  return 0;
+}
