@@ -192,7 +192,12 @@ bool Hart::csr_write(unsigned num, uint64_t value) {
       end_slice();
       return true;
     }
-    case kMcycle: case kMinstret: return true;
+    case kMcycle: case kMinstret:
+      // 3.1.11: the counters "can be written with a given value". mcycle is the same count
+      // here (one instruction per cycle). Rebase so that instret() reads `value` now; the
+      // following instructions count on from there.
+      m_instret = value - static_cast<uint64_t>(m_slice_len - m_budget);
+      return true;
     default: break;
   }
   if (num >= kMhpmcounter3 && num <= kMhpmcounter31) return true;
@@ -209,7 +214,11 @@ bool Hart::csr_write(unsigned num, uint64_t value) {
     }
   } else if (num >= kPmpaddr0 && num <= kPmpaddr63) {
     const unsigned i = num - kPmpaddr0;
-    if (i < m_pmp.size() && !(m_pmp[i].cfg & 0x80)) m_pmp[i].addr = value & ((1ull << 54) - 1);
+    // A locked entry ignores writes to its address, and so does pmpaddr(i-1) when entry i is
+    // locked and uses TOR, since it is that entry's bottom (3.7.1.3).
+    const auto locked = [&](unsigned n) { return n < m_pmp.size() && (m_pmp[n].cfg & 0x80); };
+    const bool locked_tor_above = locked(i + 1) && ((m_pmp[i + 1].cfg >> 3) & 3) == 1;
+    if (i < m_pmp.size() && !locked(i) && !locked_tor_above) m_pmp[i].addr = value & ((1ull << 54) - 1);
   } else {
     return false;
   }
