@@ -242,7 +242,8 @@ void ApiServer::serve(int fd) {
       const std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
       Json req = Json::parse(line, nullptr, false);
-      if (!req.is_discarded() && req.is_object() && req.value("op", "") == "console") {
+      const auto op = req.is_object() ? req.find("op") : req.end();
+      if (op != req.end() && op->is_string() && op->get<std::string>() == "console") {
         auto key = domain_key(req);
         if (!key) {
           send_line(fd, error_json(key.error().message));
