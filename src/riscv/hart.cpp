@@ -22,7 +22,32 @@ GuestMemory::GuestMemory(uint8_t* host, uint64_t base, uint64_t size)
       m_base(base),
       m_size(size),
       m_gen(new std::atomic<uint32_t>[size >> kPageShift]()),
-      m_code(new std::atomic<uint8_t>[size >> kPageShift]()) {}
+      m_code(new std::atomic<uint8_t>[size >> kPageShift]()),
+      m_rights(new std::atomic<uint8_t>[size >> kPageShift]()) {
+  for (uint64_t i = 0; i < (size >> kPageShift); ++i) m_rights[i].store(p2m::kAll, std::memory_order_relaxed);
+}
+
+bool GuestMemory::allows(uint64_t pa, uint64_t len, uint8_t need) const {
+  if (len == 0) return contains(pa, 1);
+  if (!contains(pa, len)) return false;
+  if (!restricted()) return true;
+  for (uint64_t i = page_index(pa), last = page_index(pa + len - 1); i <= last; ++i) {
+    if ((rights(i) & need) != need) return false;
+  }
+  return true;
+}
+
+void GuestMemory::set_rights(uint64_t first, uint64_t count, uint8_t r) {
+  const uint64_t pages = m_size >> kPageShift;
+  if (first >= pages) return;
+  count = std::min(count, pages - first);
+  for (uint64_t i = first; i < first + count; ++i) {
+    const uint8_t old = m_rights[i].exchange(r & p2m::kAll, std::memory_order_acq_rel);
+    if (old == p2m::kAll && r != p2m::kAll) m_restricted_pages.fetch_add(1);
+    if (old != p2m::kAll && r == p2m::kAll) m_restricted_pages.fetch_sub(1);
+  }
+  rights_epoch.fetch_add(1, std::memory_order_acq_rel);
+}
 
 void GuestMemory::note_write(uint64_t pa, uint64_t len) {
   if (len == 0 || !contains(pa, len)) return;
@@ -96,6 +121,12 @@ ExitReason Hart::run(uint64_t budget) {
   } leave{in_run};
   if (m_requests.load(std::memory_order_acquire) != 0) apply_requests();
   const uint64_t code_epoch = m_mem.code_epoch.load(std::memory_order_acquire);
+  const uint64_t rights_epoch = m_mem.rights_epoch.load(std::memory_order_acquire);
+  if (rights_epoch != m_seen_rights_epoch) {
+    // P2m rights changed: no cached translation may outlive them.
+    m_seen_rights_epoch = rights_epoch;
+    flush_tlb();
+  }
   if (code_epoch != m_seen_code_epoch) {
     // Some page became code since the last slice: drop write entries that might cover it.
     m_seen_code_epoch = code_epoch;
@@ -144,8 +175,10 @@ void Hart::refill_fetch() {
       return;
     }
     const uint64_t index = m_mem.page_index(page_pa);
+    const bool p2m_exec = (m_mem.rights(index) & p2m::kExec) != 0;
+    if (!p2m_exec && !p2m_allows(pa, pc, 2, AccessType::kFetch)) return;  // fault already raised
     DecodedPage* page = decoded_page_for(index);
-    if (!cacheable || !whole_page) {
+    if (!cacheable || !whole_page || !p2m_exec) {
       // Not cacheable in the fetch TLB: use it for this page visit only.
       m_fetch_page = page;
       m_fetch_page_index = index;

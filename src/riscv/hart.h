@@ -28,12 +28,27 @@ namespace vigil::riscv {
 
 class Hart;
 
+enum class AccessType : uint8_t { kRead = 0, kWrite = 1, kFetch = 2 };
+
 inline constexpr unsigned kPageShift = 12;
 inline constexpr uint64_t kPageSize = 1ull << kPageShift;
 inline constexpr uint64_t kPageMask = kPageSize - 1;
 
-// Guest RAM as the harts see it: one contiguous block of host memory.
-// Shared by all harts of a machine.
+// Second-stage access rights per guest-physical page (the P2m's R/W/X, as in Xen's EPT).
+namespace p2m {
+inline constexpr uint8_t kRead = 1, kWrite = 2, kExec = 4, kAll = 7;
+}
+
+// Told of an access the P2m rights forbid (a monitor's hook; issue "vm_event"). Returns true
+// to let this one access proceed; false delivers an access fault to the guest.
+class P2mViolationHandler {
+ public:
+  virtual ~P2mViolationHandler() = default;
+  virtual bool on_p2m_violation(Hart& hart, uint64_t gpa, uint64_t gva, AccessType type) = 0;
+};
+
+// Guest RAM as the harts see it: one contiguous block of host memory with per-page
+// access rights (the P2m). Shared by all harts of a machine.
 class GuestMemory {
  public:
   GuestMemory(uint8_t* host, uint64_t base, uint64_t size);
@@ -57,12 +72,24 @@ class GuestMemory {
   // Bumped whenever a page becomes code, so harts drop write-TLB entries to it.
   std::atomic<uint64_t> code_epoch{0};
 
+  // P2m rights (p2m::kRead | kWrite | kExec) of the page holding `pa`.
+  uint8_t rights(uint64_t index) const { return m_rights[index].load(std::memory_order_relaxed); }
+  bool allows(uint64_t pa, uint64_t len, uint8_t need) const;
+  // Sets the rights of pages [first, first+count); harts drop cached translations before
+  // their next slice.
+  void set_rights(uint64_t first_index, uint64_t count, uint8_t rights);
+  bool restricted() const { return m_restricted_pages.load(std::memory_order_relaxed) != 0; }
+  std::atomic<uint64_t> rights_epoch{0};
+  P2mViolationHandler* violation_handler = nullptr;
+
  private:
   uint8_t* m_host;
   uint64_t m_base;
   uint64_t m_size;
   std::unique_ptr<std::atomic<uint32_t>[]> m_gen;
   std::unique_ptr<std::atomic<uint8_t>[]> m_code;
+  std::unique_ptr<std::atomic<uint8_t>[]> m_rights;
+  std::atomic<uint64_t> m_restricted_pages{0};
 };
 
 // What a hart needs from the board it sits on. Implemented by machine::Machine.
@@ -99,8 +126,6 @@ static_assert(sizeof(DecodedInsn) == 16);
 
 // Decodes the 32-bit (or expanded compressed) instruction into `out`.
 void decode(uint32_t raw, bool compressed, DecodedInsn& out);
-
-enum class AccessType : uint8_t { kRead = 0, kWrite = 1, kFetch = 2 };
 
 // Why run() returned (STYLE.md: named reasons for leaving run()).
 enum class ExitReason : uint8_t {
@@ -270,6 +295,8 @@ class Hart {
   uint64_t translate(uint64_t va, AccessType type, Priv mode, bool sum, bool mxr, uint64_t& pa,
                      bool& cacheable, bool update_ad = true);
   bool pmp_allows(uint64_t pa, uint64_t len, AccessType type, Priv mode, bool& whole_page) const;
+  // P2m check for an access to RAM at `pa` (from `va`); may consult the violation handler.
+  bool p2m_allows(uint64_t pa, uint64_t va, unsigned size, AccessType type);
   bool load_slow(uint64_t va, unsigned size, uint64_t& out);
   bool store_slow(uint64_t va, unsigned size, uint64_t value);
   // Access of up to 8 bytes within one page; on failure raises the trap and returns false.
@@ -308,6 +335,7 @@ class Hart {
   TlbEntry* m_dtlb_write = nullptr;
   std::array<std::array<FetchEntry, kTlbSize>, 3> m_itlb{};  // U, S, M
   uint64_t m_seen_code_epoch = 0;
+  uint64_t m_seen_rights_epoch = 0;
 
   // Decoded-instruction cache.
   std::unordered_map<uint64_t, std::unique_ptr<DecodedPage>> m_decoded;

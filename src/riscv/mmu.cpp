@@ -78,7 +78,8 @@ uint64_t Hart::translate(uint64_t va, AccessType type, Priv mode, bool sum, bool
     const uint64_t pte_addr = table + ((va >> shift) & 511) * 8;
     bool whole = false;
     // A page table outside RAM (or one PMP hides) is an access fault, never a host access.
-    if (!m_mem.contains(pte_addr, 8) || !pmp_allows(pte_addr, 8, AccessType::kRead, Priv::S, whole)) {
+    if (!m_mem.contains(pte_addr, 8) || !pmp_allows(pte_addr, 8, AccessType::kRead, Priv::S, whole) ||
+        !m_mem.allows(pte_addr, 8, p2m::kRead)) {
       return cause_plus_one(access_fault_for(type));
     }
     std::atomic_ref<uint64_t> pte_ref(*reinterpret_cast<uint64_t*>(m_mem.ptr(pte_addr)));
@@ -179,8 +180,11 @@ bool Hart::access_page(uint64_t va, unsigned size, AccessType type, uint64_t& va
       raise_exception(access_fault_for(type), va);
       return false;
     }
-    uint8_t* host = m_mem.ptr(pa);
     const uint64_t index = m_mem.page_index(pa);
+    const uint8_t need = type == AccessType::kWrite ? p2m::kWrite : p2m::kRead;
+    const bool p2m_ok = m_mem.allows(pa, size, need);
+    if (!p2m_ok && !p2m_allows(pa, va, size, type)) return false;
+    uint8_t* host = m_mem.ptr(pa);
     if (type == AccessType::kWrite) {
       if (m_mem.page_has_code(index)) {
         m_mem.note_write(pa, size);
@@ -191,7 +195,7 @@ bool Hart::access_page(uint64_t va, unsigned size, AccessType type, uint64_t& va
       value = 0;
       std::memcpy(&value, host, size);
     }
-    if (cacheable && whole_page && m_mem.contains(pa & ~kPageMask, kPageSize)) {
+    if (cacheable && whole_page && p2m_ok && m_mem.contains(pa & ~kPageMask, kPageSize)) {
       TlbEntry& e = (type == AccessType::kWrite ? m_dtlb_write : m_dtlb_read)[tlb_index(va)];
       if (type != AccessType::kWrite || !m_mem.page_has_code(index)) {
         e.tag = va >> kPageShift;
@@ -214,6 +218,18 @@ bool Hart::access_page(uint64_t va, unsigned size, AccessType type, uint64_t& va
   }
   if (type != AccessType::kWrite && size < 8) value &= (1ull << (8 * size)) - 1;
   return true;
+}
+
+bool Hart::p2m_allows(uint64_t pa, uint64_t va, unsigned size, AccessType type) {
+  // A forbidden access goes to the monitor if one is attached; otherwise (or if it says
+  // no) the guest sees an access fault, as on Xen without a listener: no host memory is
+  // touched either way.
+  (void)size;
+  if (m_mem.violation_handler != nullptr && m_mem.violation_handler->on_p2m_violation(*this, pa, va, type)) {
+    return true;
+  }
+  raise_exception(access_fault_for(type), va);
+  return false;
 }
 
 bool Hart::load_slow(uint64_t va, unsigned size, uint64_t& out) {
@@ -266,6 +282,8 @@ uint8_t* Hart::atomic_pointer(uint64_t va, unsigned size, bool for_write) {
     raise_exception(access_fault_for(type), va);
     return nullptr;
   }
+  const uint8_t need = for_write ? (p2m::kRead | p2m::kWrite) : p2m::kRead;
+  if (!m_mem.allows(pa, size, need) && !p2m_allows(pa, va, size, type)) return nullptr;
   if (for_write) {
     m_mem.note_write(pa, size);
     if (m_mem.page_index(pa) == m_fetch_page_index) invalidate_fetch();
