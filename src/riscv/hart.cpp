@@ -73,7 +73,11 @@ void Hart::reset(uint64_t reset_pc) {
   m_mip.store(0);
   m_mtvec = m_mscratch = m_mepc = m_mcause = m_mtval = 0;
   m_stvec = m_sscratch = m_sepc = m_scause = m_stval = m_satp = 0;
-  m_mcounteren = m_scounteren = m_mcountinhibit = 0;
+  m_mcounteren = m_mcountinhibit = 0;
+  // scounteren's reset value is unspecified (privileged spec 4.1.5). Linux only writes it
+  // from its PMU drivers; starting with cycle/time/instret open lets U-mode read the clock
+  // (vDSO, busybox dd) on kernels built without them, as on common hardware.
+  m_scounteren = 7;
   m_menvcfg = m_senvcfg = 0;
   m_pmp = {};
   m_pmp_active = false;
