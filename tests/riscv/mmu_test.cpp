@@ -752,6 +752,27 @@ TEST_F(MmuTest, MisalignedStoreIntoReadOnlySecondPageWritesNothing) {
   EXPECT_EQ(peek64(kData + 0x1000), 0x3333333333333333ull);
 }
 
+TEST_F(MmuTest, MisalignedLoadWithUnmappedFirstPageFaultsOnFirst) {
+  paging();
+  map(kVa + 0x1000, kData, pte::kRW);
+  EXPECT_FALSE(load_ok(Priv::S, kVa + 0xffe));
+  expect_m_trap(Cause::kLoadPageFault, kVa + 0xffe, kCode);
+}
+
+TEST_F(MmuTest, FaultingMisalignedStoreDoesNotDirtySecondPage) {
+  // 4.3.1: updates to the D bit must be exact (not speculative). A store whose first part
+  // faults writes nothing, so the second page must not become dirty.
+  paging();
+  map(kVa, kData, pte::kR);
+  map(kVa + 0x1000, kData + 0x1000, pte::kRW, 0, /*with_ad=*/false);
+  EXPECT_FALSE(store_ok(Priv::S, kVa + 0xffc, ~0ull));
+  expect_m_trap(Cause::kStorePageFault, kVa + 0xffc, kCode);
+  // BUG(owner): mmu.cpp store_slow probes the second page with translate(..., update_ad =
+  // true) before the first part is checked, so D (and A) get set for a store that never
+  // happened.
+  EXPECT_FALSE(pte(kVa + 0x1000) & pte::kD);
+}
+
 TEST_F(MmuTest, InstructionStraddlingIntoUnmappedPageFaults) {
   paging();
   const uint64_t pa = kCode + 0x8000;
@@ -912,6 +933,23 @@ TEST_F(PmpTest, PageTableWalkIsCheckedByPmp) {
   set_csr(csr::kMstatus, (get_csr(csr::kMstatus) & ~kMpp) | (1ull << kMppShift) | kMprv);
   EXPECT_FALSE(load_ok(Priv::M, kVa));
   expect_m_trap(Cause::kLoadAccessFault, kVa, kCode);
+}
+
+TEST_F(PmpTest, AccessedBitUpdateNeedsPmpWritePermission) {
+  // 4.3.2 step 7: the A/D update is a store to the PTE; if it violates a PMP check, an
+  // access fault for the original access type is raised (and the PTE stays unchanged).
+  set_pmp(1, 0x18 | 0x3, napot(kData, 0x10000));
+  set_pmp(2, 0x18 | 0x1, napot(kPtPool, 0x200000));  // page tables readable, not writable
+  new_address_space();
+  map(kVa, kData, pte::kRW);                         // A/D preset: no update needed
+  map(kVa + 0x1000, kData + 0x1000, pte::kRW, 0, /*with_ad=*/false);
+  set_csr(csr::kMstatus, (get_csr(csr::kMstatus) & ~kMpp) | (1ull << kMppShift) | kMprv);
+  ASSERT_TRUE(load_ok(Priv::M, kVa)) << "walking read-only page tables is fine";
+  EXPECT_FALSE(load_ok(Priv::M, kVa + 0x1000));
+  // BUG(owner): mmu.cpp translate sets A/D with a compare-exchange without checking that PMP
+  // allows S-mode writes to the PTE.
+  expect_m_trap(Cause::kLoadAccessFault, kVa + 0x1000, kCode);
+  EXPECT_FALSE(pte(kVa + 0x1000) & pte::kA);
 }
 
 TEST_F(PmpTest, MprvUsesMppForPmpChecks) {

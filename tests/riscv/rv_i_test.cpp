@@ -444,8 +444,24 @@ TEST_F(RvITest, MisalignedStoreAcrossPageBoundary) {
 
 TEST_F(RvITest, LoadFromNonexistentAddressIsAccessFault) {
   h().x[kA1] = kUnmappedPa;
+  h().x[kA0] = 0x1234;
   exec(lw(kA0, kA1, 8));
   expect_m_trap(Cause::kLoadAccessFault, kUnmappedPa + 8, kCode);
+  EXPECT_EQ(h().x[kA0], 0x1234u) << "a faulting load does not write rd";
+}
+
+TEST_F(RvITest, FaultingLoadIntoBaseRegisterKeepsBase) {
+  h().x[kA1] = kUnmappedPa;
+  exec(ld(kA1, kA1, 0));
+  EXPECT_TRUE(in_m_trap());
+  EXPECT_EQ(h().x[kA1], kUnmappedPa);
+}
+
+TEST_F(RvITest, MmioStoreRejectedByDeviceIsAccessFault) {
+  // FakePlatform only decodes [kMmio, kMmio + 0x1000): just above it nothing answers.
+  h().x[kA1] = kMmio + 0x1000;
+  exec(sw(kA2, kA1, 0));
+  expect_m_trap(Cause::kStoreAccessFault, kMmio + 0x1000, kCode);
 }
 
 TEST_F(RvITest, StoreToNonexistentAddressIsAccessFault) {
