@@ -768,8 +768,8 @@ TEST_F(MmuTest, FaultingMisalignedStoreDoesNotDirtySecondPage) {
   EXPECT_FALSE(store_ok(Priv::S, kVa + 0xffc, ~0ull));
   expect_m_trap(Cause::kStorePageFault, kVa + 0xffc, kCode);
   // BUG(owner): mmu.cpp store_slow probes the second page with translate(..., update_ad =
-  // true) before the first part is checked, so D (and A) get set for a store that never
-  // happened.
+  // true) before the first part is checked, so D gets set for a store that never happened
+  // (setting A speculatively would be allowed; D is not).
   EXPECT_FALSE(pte(kVa + 0x1000) & pte::kD);
 }
 
