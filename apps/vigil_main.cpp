@@ -173,6 +173,9 @@ int main(int argc, char** argv) {
   run->add_option("--vcpus", config.vcpus, "number of virtual CPUs (1-8)")->capture_default_str();
   run->add_option("--firmware", config.firmware, "run this M-mode firmware (OpenSBI fw_dynamic.bin/fw_jump.bin) first");
   run->add_option("--timeout", timeout_s, "stop with an error if the guest runs longer than this many seconds");
+  std::vector<std::string> disks;
+  run->add_option("--disk", disks, "virtio-blk disk: a raw image FILE, or FILE,ro for read-only (repeatable)");
+  run->add_flag("--rng", config.rng, "add a virtio-rng device fed by the host's getrandom");
 
   // xl-style verbs, talking to vigild.
   std::string socket = vigil::toolstack::default_socket_path();
@@ -204,6 +207,10 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
+  for (const std::string& d : disks) {
+    const bool ro = d.size() > 3 && d.ends_with(",ro");
+    config.disks.push_back({ro ? d.substr(0, d.size() - 3) : d, ro});
+  }
   if (*run) return run_command(config, timeout_s);
   if (*create) {
     std::error_code ec;

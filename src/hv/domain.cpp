@@ -21,6 +21,8 @@ machine::MachineConfig machine_config_for(const DomainConfig& c) {
   m.initrd = c.ramdisk;
   m.append = c.extra;
   m.firmware = c.firmware;
+  for (const DiskConfig& d : c.disks) m.disks.push_back({d.path, d.read_only});
+  m.rng = c.rng;
   return m;
 }
 

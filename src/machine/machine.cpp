@@ -6,6 +6,8 @@
 
 #include "machine/fdt.h"
 #include "machine/layout.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_rng.h"
 #include "machine/loader.h"
 
 namespace vigil::machine {
@@ -100,6 +102,25 @@ Result<void> Machine::build() {
                  m_bus.add(layout::kUartBase, layout::kUartSize, m_uart.get())}) {
     if (!r) return r;
   }
+  // virtio-mmio devices fill slots 0.. in order: disks first, then the entropy source.
+  m_dma = std::make_unique<GuestDma>(*m_memory);
+  for (const DiskSpec& disk : m_config.disks) {
+    auto blk = devices::VirtioBlk::open(disk.path, disk.read_only);
+    if (!blk) return std::unexpected(blk.error());
+    m_virtio_backends.push_back(std::move(*blk));
+  }
+  if (m_config.rng) m_virtio_backends.push_back(std::make_unique<devices::VirtioRng>());
+  if (m_virtio_backends.size() > layout::kVirtioSlots) {
+    return make_error("{} virtio devices requested; the board has {} slots", m_virtio_backends.size(),
+                      layout::kVirtioSlots);
+  }
+  for (size_t i = 0; i < m_virtio_backends.size(); ++i) {
+    m_virtio.push_back(std::make_unique<devices::VirtioMmio>(
+        *m_virtio_backends[i], *m_dma, m_plic->line(layout::kVirtioIrqBase + static_cast<unsigned>(i))));
+    if (auto r = m_bus.add(layout::kVirtioBase + i * layout::kVirtioSize, layout::kVirtioSize, m_virtio.back().get()); !r) {
+      return r;
+    }
+  }
   return {};
 }
 
@@ -121,7 +142,7 @@ Result<void> Machine::load() {
   std::memcpy(m_memory->ptr(kernel_addr), kernel->bytes.data(), kernel->bytes.size());
 
   FdtParams fdt{.ram_base = layout::kRamBase, .ram_size = m_ram_size, .harts = m_config.vcpus,
-                .bootargs = m_config.append};
+                .bootargs = m_config.append, .virtio_slots = static_cast<unsigned>(m_virtio.size())};
   if (!m_config.initrd.empty()) {
     auto initrd = read_image_file(m_config.initrd, "initrd", dtb_addr - kernel_end);
     if (!initrd) return std::unexpected(initrd.error());

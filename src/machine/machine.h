@@ -21,11 +21,18 @@
 #include "devices/plic.h"
 #include "devices/sifive_test.h"
 #include "devices/uart16550.h"
+#include "devices/virtio_mmio.h"
 #include "machine/bus.h"
+#include "machine/guest_dma.h"
 #include "machine/sbi.h"
 #include "riscv/hart.h"
 
 namespace vigil::machine {
+
+struct DiskSpec {
+  std::string path;  // raw image
+  bool read_only = false;
+};
 
 struct MachineConfig {
   uint64_t memory_mib = 256;
@@ -34,6 +41,8 @@ struct MachineConfig {
   std::string initrd;    // optional
   std::string append;    // kernel command line
   std::string firmware;  // optional: OpenSBI fw_dynamic.bin / fw_jump.bin, run in M-mode
+  std::vector<DiskSpec> disks;  // virtio-blk, in slot order
+  bool rng = false;             // virtio-rng from the host's getrandom
 };
 
 // Why the machine stopped.
@@ -138,6 +147,9 @@ class Machine final : public riscv::Platform,
   std::unique_ptr<devices::Uart16550> m_uart;
   std::unique_ptr<devices::Clint> m_clint;
   std::unique_ptr<devices::SifiveTest> m_test;
+  std::unique_ptr<GuestDma> m_dma;
+  std::vector<std::unique_ptr<devices::VirtioDevice>> m_virtio_backends;
+  std::vector<std::unique_ptr<devices::VirtioMmio>> m_virtio;
 
   std::chrono::steady_clock::time_point m_epoch;
   std::atomic<int64_t> m_clock_offset_ns{0};   // time spent paused, subtracted from the clock
