@@ -138,6 +138,7 @@ ExitReason Hart::run(uint64_t budget) {
   }
   update_timers(m_platform.mtime());
   check_interrupts();
+  if (state.load(std::memory_order_relaxed) != HartState::kRunning) return ExitReason::kStopped;
   if (wfi_pending) {
     if (!interrupt_pending_for_wfi()) return ExitReason::kWfi;
     wfi_pending = false;
@@ -273,7 +274,26 @@ void Hart::raise_fetch_fault(uint64_t cause_plus_one, uint64_t va) {
 // Traps (privileged spec 3.1.6.1, 3.1.7, 4.1.1)
 
 void Hart::raise_exception(Cause cause, uint64_t tval) {
+  // The trapping instruction does not retire (3.3.1): undo the count the run loop took.
+  if (m_slice_len > 0) --m_instret;
   take_trap(static_cast<uint64_t>(cause), tval, false);
+}
+
+uint32_t Hart::insn_bits_at_pc() {
+  uint64_t pa = 0;
+  bool cacheable = false;
+  auto half = [&](uint64_t va, uint16_t& out) {
+    if (translate(va, AccessType::kFetch, priv, false, false, pa, cacheable, false) != 0 || !m_mem.contains(pa, 2)) {
+      return false;
+    }
+    std::memcpy(&out, m_mem.ptr(pa), 2);
+    return true;
+  };
+  uint16_t lo = 0, hi = 0;
+  if (!half(pc, lo)) return 0;
+  if ((lo & 3) != 3) return lo;
+  if (!half(pc + 2, hi)) return 0;
+  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
 }
 
 void Hart::take_trap(uint64_t cause, uint64_t tval, bool interrupt) {
@@ -323,17 +343,18 @@ bool Hart::check_interrupts() {
   // delegated to S are enabled below S or in S with SIE, and never taken in M.
   const bool m_enabled = priv != Priv::M || (m_mstatus & mstatus::kMie);
   const bool s_enabled = priv == Priv::U || (priv == Priv::S && (m_mstatus & mstatus::kSie));
-  uint64_t takeable = 0;
-  if (m_enabled) takeable |= pending & ~m_mideleg;
-  if (s_enabled) takeable |= pending & m_mideleg;
-  if (takeable == 0) return false;
-  // Priority: MEI, MSI, MTI, SEI, SSI, STI.
+  // Interrupts for M are taken before interrupts for S (3.1.9); within each destination the
+  // order is MEI, MSI, MTI, SEI, SSI, STI.
   static constexpr unsigned kOrder[] = {irq::kMei, irq::kMsi, irq::kMti, irq::kSei, irq::kSsi, irq::kSti};
-  for (unsigned n : kOrder) {
-    if (takeable & (1ull << n)) {
-      wfi_pending = false;
-      take_trap(n, 0, true);
-      return true;
+  const uint64_t for_m = m_enabled ? pending & ~m_mideleg : 0;
+  const uint64_t for_s = s_enabled ? pending & m_mideleg : 0;
+  for (uint64_t takeable : {for_m, for_s}) {
+    for (unsigned n : kOrder) {
+      if (takeable & (1ull << n)) {
+        wfi_pending = false;
+        take_trap(n, 0, true);
+        return true;
+      }
     }
   }
   return false;
@@ -451,7 +472,7 @@ void Hart::do_wfi(const DecodedInsn& d) {
 
 void Hart::do_sfence_vma(const DecodedInsn& d) {
   if (priv == Priv::U || (priv == Priv::S && (m_mstatus & mstatus::kTvm))) {
-    return raise_exception(Cause::kIllegalInsn, 0);
+    return raise_exception(Cause::kIllegalInsn, insn_bits_at_pc());
   }
   // The TLB has no ASID tags and is small: any SFENCE.VMA drops it whole.
   flush_tlb();

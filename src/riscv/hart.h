@@ -199,6 +199,9 @@ class Hart {
   // ---- traps ----
   void raise_exception(Cause cause, uint64_t tval);
   void raise_illegal(uint32_t raw) { raise_exception(Cause::kIllegalInsn, raw); }
+  // The encoding at pc (16 or 32 bits) for an illegal-instruction tval, read without side
+  // effects; 0 if it cannot be read.
+  uint32_t insn_bits_at_pc();
 
   // ---- CSRs (privileged spec chapters 2-4) ----
   // Returns false when the access is illegal (then the caller raises illegal instruction).
@@ -253,7 +256,12 @@ class Hart {
   bool translate_for_debug(uint64_t va, AccessType type, uint64_t& pa);
 
   // ---- counters ----
-  uint64_t instret() const { return m_instret + (m_slice_len - m_budget); }
+  // Instructions retired before the current one (a CSR read of instret sees the count
+  // before itself).
+  uint64_t instret() const {
+    const int64_t in_slice = m_slice_len - m_budget;
+    return m_instret + static_cast<uint64_t>(in_slice > 0 ? in_slice - 1 : 0);
+  }
 
   // Ends the current slice after this instruction (state changed that the outer loop checks).
   void end_slice() { m_budget = 0; }

@@ -112,6 +112,10 @@ uint64_t Hart::translate(uint64_t va, AccessType type, Priv mode, bool sum, bool
     // Hardware A/D update (Svadu behaviour), atomically against other harts' walks.
     const uint64_t need = pte::kA | (type == AccessType::kWrite ? pte::kD : 0);
     if ((entry & need) != need && update_ad) {
+      // Updating A/D is a write to the page table: PMP and the P2m must allow it (4.3.2 step 7).
+      if (!pmp_allows(pte_addr, 8, AccessType::kWrite, Priv::S, whole) || !m_mem.allows(pte_addr, 8, p2m::kWrite)) {
+        return cause_plus_one(access_fault_for(type));
+      }
       if (!pte_ref.compare_exchange_weak(entry, entry | need, std::memory_order_acq_rel)) goto retry;
       m_mem.note_write(pte_addr, 8);
     }
@@ -248,13 +252,21 @@ bool Hart::store_slow(uint64_t va, unsigned size, uint64_t value) {
   const uint64_t off = va & kPageMask;
   if (off + size <= kPageSize) return access_page(va, size, AccessType::kWrite, value);
   const unsigned first = static_cast<unsigned>(kPageSize - off);
-  // Probe the second page first so a fault there leaves memory untouched.
-  uint64_t pa = 0;
-  bool cacheable = false;
-  if (uint64_t fault = translate(va + first, AccessType::kWrite, data_priv(), m_mstatus & mstatus::kSum,
-                                 m_mstatus & mstatus::kMxr, pa, cacheable)) {
-    raise_exception(static_cast<Cause>(fault - 1), va + first);
-    return false;
+  // Check both pages before writing either, without touching A/D bits, so a fault on
+  // either leaves memory and page tables untouched.
+  const Priv mode = data_priv();
+  for (const auto& [part_va, part_len] : {std::pair{va, first}, std::pair{va + first, size - first}}) {
+    uint64_t pa = 0;
+    bool cacheable = false, whole_page = false;
+    if (uint64_t fault = translate(part_va, AccessType::kWrite, mode, m_mstatus & mstatus::kSum,
+                                   m_mstatus & mstatus::kMxr, pa, cacheable, false)) {
+      raise_exception(static_cast<Cause>(fault - 1), part_va);
+      return false;
+    }
+    if (!m_mem.contains(pa, part_len) || !pmp_allows(pa, part_len, AccessType::kWrite, mode, whole_page)) {
+      raise_exception(Cause::kStoreAccessFault, part_va);
+      return false;
+    }
   }
   if (!access_page(va, first, AccessType::kWrite, value)) return false;
   uint64_t rest = value >> (8 * first);

@@ -10,7 +10,7 @@ constexpr uint64_t kBoxUpper = 0xffffffff00000000ull;  // NaN-boxing of a single
 
 template <typename T>
 void fp_load(Hart& h, const DecodedInsn& d) {
-  if (!h.fs_enabled()) return h.raise_illegal(0);
+  if (!h.fs_enabled()) return h.raise_illegal(h.insn_bits_at_pc());
   T v;
   if (!h.load<T>(h.x[d.rs1] + static_cast<uint64_t>(static_cast<int64_t>(d.imm)), v)) return;
   h.fp.f[d.rd] = sizeof(T) == 4 ? (kBoxUpper | v) : v;
@@ -20,7 +20,7 @@ void fp_load(Hart& h, const DecodedInsn& d) {
 
 template <typename T>
 void fp_store(Hart& h, const DecodedInsn& d) {
-  if (!h.fs_enabled()) return h.raise_illegal(0);
+  if (!h.fs_enabled()) return h.raise_illegal(h.insn_bits_at_pc());
   if (!h.store<T>(h.x[d.rs1] + static_cast<uint64_t>(static_cast<int64_t>(d.imm)), static_cast<T>(h.fp.f[d.rs2]))) {
     return;
   }

@@ -767,7 +767,7 @@ TEST_F(MmuTest, FaultingMisalignedStoreDoesNotDirtySecondPage) {
   map(kVa + 0x1000, kData + 0x1000, pte::kRW, 0, /*with_ad=*/false);
   EXPECT_FALSE(store_ok(Priv::S, kVa + 0xffc, ~0ull));
   expect_m_trap(Cause::kStorePageFault, kVa + 0xffc, kCode);
-  // BUG(owner): mmu.cpp store_slow probes the second page with translate(..., update_ad =
+  // Was a bug (fixed): mmu.cpp store_slow probes the second page with translate(..., update_ad =
   // true) before the first part is checked, so D gets set for a store that never happened
   // (setting A speculatively would be allowed; D is not).
   EXPECT_FALSE(pte(kVa + 0x1000) & pte::kD);
@@ -946,7 +946,7 @@ TEST_F(PmpTest, AccessedBitUpdateNeedsPmpWritePermission) {
   set_csr(csr::kMstatus, (get_csr(csr::kMstatus) & ~kMpp) | (1ull << kMppShift) | kMprv);
   ASSERT_TRUE(load_ok(Priv::M, kVa)) << "walking read-only page tables is fine";
   EXPECT_FALSE(load_ok(Priv::M, kVa + 0x1000));
-  // BUG(owner): mmu.cpp translate sets A/D with a compare-exchange without checking that PMP
+  // Was a bug (fixed): mmu.cpp translate sets A/D with a compare-exchange without checking that PMP
   // allows S-mode writes to the PTE.
   expect_m_trap(Cause::kLoadAccessFault, kVa + 0x1000, kCode);
   EXPECT_FALSE(pte(kVa + 0x1000) & pte::kA);
@@ -966,7 +966,7 @@ TEST_F(PmpTest, MisalignedStoreIntoPmpDeniedSecondPageWritesNothing) {
   EXPECT_TRUE(in_m_trap());
   EXPECT_EQ(mcause(), cause_of(Cause::kStoreAccessFault));
   EXPECT_EQ(mtval(), kData + 0x1000);
-  // BUG(owner): mmu.cpp store_slow probes only the translation of the second page, not its
+  // Was a bug (fixed): mmu.cpp store_slow probes only the translation of the second page, not its
   // PMP/physical check, so the first page's bytes are already written when the second part
   // faults. A faulting store must not have partially updated memory visible to the fault handler
   // in this emulator (see MisalignedStoreIntoUnmappedSecondPageWritesNothing).

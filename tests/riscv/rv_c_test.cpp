@@ -462,7 +462,7 @@ TEST_F(RvCTest, CompressedFloatingPointLoadWithFsOffIsIllegal) {
   EXPECT_TRUE(in_m_trap());
   EXPECT_EQ(mcause(), cause_of(Cause::kIllegalInsn));
   EXPECT_EQ(mepc(), kCode);
-  // BUG(owner): rv_f.cpp fp_load/fp_store raise_illegal(0): tval must be the instruction bits
+  // Was a bug (fixed): rv_f.cpp fp_load/fp_store raise_illegal(0): tval must be the instruction bits
   // (privileged 3.1.16, as for every other illegal instruction in this emulator).
   EXPECT_EQ(mtval(), insn);
 }
