@@ -176,6 +176,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> disks;
   run->add_option("--disk", disks, "virtio-blk disk: a raw image FILE, or FILE,ro for read-only (repeatable)");
   run->add_flag("--rng", config.rng, "add a virtio-rng device fed by the host's getrandom");
+  run->add_flag("--virtio-console", config.virtio_console, "add a virtio-console (the guest's /dev/hvc1) on the console");
 
   // xl-style verbs, talking to vigild.
   std::string socket = vigil::toolstack::default_socket_path();

@@ -23,6 +23,7 @@ machine::MachineConfig machine_config_for(const DomainConfig& c) {
   m.firmware = c.firmware;
   for (const DiskConfig& d : c.disks) m.disks.push_back({d.path, d.read_only});
   m.rng = c.rng;
+  m.virtio_console = true;  // cheap, and gives `vigil console` a second path (/dev/hvc1)
   return m;
 }
 

@@ -102,7 +102,7 @@ Result<void> Machine::build() {
                  m_bus.add(layout::kUartBase, layout::kUartSize, m_uart.get())}) {
     if (!r) return r;
   }
-  // virtio-mmio devices fill slots 0.. in order: disks first, then the entropy source.
+  // virtio-mmio devices fill slots 0.. in order: disks, the entropy source, the console.
   m_dma = std::make_unique<GuestDma>(*m_memory);
   for (const DiskSpec& disk : m_config.disks) {
     auto blk = devices::VirtioBlk::open(disk.path, disk.read_only);
@@ -110,6 +110,11 @@ Result<void> Machine::build() {
     m_virtio_backends.push_back(std::move(*blk));
   }
   if (m_config.rng) m_virtio_backends.push_back(std::make_unique<devices::VirtioRng>());
+  if (m_config.virtio_console) {
+    auto console = std::make_unique<devices::VirtioConsole>([this](const uint8_t* d, size_t n) { m_console(d, n); });
+    m_virtio_console = console.get();
+    m_virtio_backends.push_back(std::move(console));
+  }
   if (m_virtio_backends.size() > layout::kVirtioSlots) {
     return make_error("{} virtio devices requested; the board has {} slots", m_virtio_backends.size(),
                       layout::kVirtioSlots);
@@ -391,6 +396,7 @@ void Machine::console_input(const uint8_t* data, size_t len) {
       m_sbi_input.push_back(data[i]);
     }
   }
+  if (m_virtio_console != nullptr) m_virtio_console->push_input(data, len);
   // The UART FIFO may be full; give the guest up to a second to drain it, then drop the
   // rest (a guest that never reads its UART must not block the console thread forever).
   size_t done = 0;

@@ -21,6 +21,7 @@
 #include "devices/plic.h"
 #include "devices/sifive_test.h"
 #include "devices/uart16550.h"
+#include "devices/virtio_console.h"
 #include "devices/virtio_mmio.h"
 #include "machine/bus.h"
 #include "machine/guest_dma.h"
@@ -43,6 +44,7 @@ struct MachineConfig {
   std::string firmware;  // optional: OpenSBI fw_dynamic.bin / fw_jump.bin, run in M-mode
   std::vector<DiskSpec> disks;  // virtio-blk, in slot order
   bool rng = false;             // virtio-rng from the host's getrandom
+  bool virtio_console = false;  // virtio-console (the guest's /dev/hvc1) on the same console
 };
 
 // Why the machine stopped.
@@ -150,6 +152,7 @@ class Machine final : public riscv::Platform,
   std::unique_ptr<GuestDma> m_dma;
   std::vector<std::unique_ptr<devices::VirtioDevice>> m_virtio_backends;
   std::vector<std::unique_ptr<devices::VirtioMmio>> m_virtio;
+  devices::VirtioConsole* m_virtio_console = nullptr;
 
   std::chrono::steady_clock::time_point m_epoch;
   std::atomic<int64_t> m_clock_offset_ns{0};   // time spent paused, subtracted from the clock

@@ -69,5 +69,19 @@ class VirtioRng(GuestTestCase):
         self.assertNotEqual(hexbytes, "0" * 128)
 
 
+class VirtioConsole(GuestTestCase):
+    def test_guest_writes_hvc1(self):
+        cmd = "echo via-virtio-console > /dev/hvc1; echo rc=$?"
+        r = boot(cmd, extra_args=["--virtio-console"])
+        self.assertBooted(r)
+        self.assertIn("via-virtio-console", r.out)
+        self.assertIn("rc=0", r.command_output())
+        # Without the device the same write has nowhere to go: the text came through virtio.
+        r = boot(cmd)
+        self.assertBooted(r)
+        self.assertNotIn("via-virtio-console", r.out)
+        self.assertNotIn("rc=0", r.command_output())
+
+
 if __name__ == "__main__":
     unittest.main()
