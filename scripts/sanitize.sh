@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sanitizer pass: builds Vigil with AddressSanitizer + UndefinedBehaviorSanitizer into
+# build-asan/ (-DVIGIL_SANITIZE=ON), runs the unit tests through ctest without the
+# booted-guest tests (-LE e2e), then gives every fuzz target a short run (fuzz/run.sh all,
+# which also replays the seed corpora). Fails on the first sanitizer report, failed test or
+# fuzz crash. Budget: about 10 minutes on 2 cores from a clean tree (fuzz/README.md).
+#
+#   scripts/sanitize.sh [FUZZ_SECONDS]   seconds per fuzz target (default 15; 0 skips fuzzing)
+#
+# Environment: VIGIL_ASAN_BUILD_DIR (default build-asan), VIGIL_FUZZ_BUILD_DIR (default
+# build-fuzz), ASAN_OPTIONS / UBSAN_OPTIONS for the unit tests (sensible defaults below).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${VIGIL_ASAN_BUILD_DIR:-build-asan}
+FUZZ_SECONDS=${1:-15}
+t0=$(date +%s)
+stamp() { echo "sanitize: $1 ($(($(date +%s) - t0)) s)"; }
+
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVIGIL_SANITIZE=ON -DVIGIL_BENCH=OFF >/dev/null
+# Only what ctest runs outside e2e: the unit-test binaries (tests/<layer>/ -> <layer>_tests).
+mapfile -t test_targets < <(ninja -C "$BUILD" -t targets all | sed -n 's/^\([a-z_]*_tests\): .*/\1/p' | sort -u)
+if [ "${#test_targets[@]}" -eq 0 ]; then
+  echo "sanitize: no unit-test targets found in $BUILD" >&2
+  exit 1
+fi
+ninja -C "$BUILD" "${test_targets[@]}" >"$BUILD/sanitize-build.log" 2>&1 || {
+  tail -n 40 "$BUILD/sanitize-build.log" >&2
+  echo "sanitize: build failed (log: $BUILD/sanitize-build.log)" >&2
+  exit 1
+}
+stamp "built ${test_targets[*]} with ASan+UBSan"
+
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1} \
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+  ctest --test-dir "$BUILD" -LE e2e --output-on-failure -j "$(nproc)" --timeout 300
+stamp "unit tests passed under ASan+UBSan"
+
+if [ "$FUZZ_SECONDS" != 0 ]; then
+  fuzz/run.sh all "$FUZZ_SECONDS"
+  stamp "fuzz targets ran ${FUZZ_SECONDS} s each without a crash"
+fi
+stamp "done"
