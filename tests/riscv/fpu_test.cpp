@@ -1313,43 +1313,6 @@ TEST(FpuDifferential, MatchesQemuRiscv64) {
 // ---------------------------------------------------------------------------------------------
 // Throughput (informational)
 
-TEST(FpuPerf, Throughput) {
-  struct Bench {
-    const char* name;
-    uint32_t insn;
-    uint32_t fcsr;
-  };
-  const Bench benches[] = {
-      {"fadd.d rne (NX set)", op_fp(kAdd, D, 1, 1, 2, RNE), NX},
-      {"fadd.d rne (flags 0)", op_fp(kAdd, D, 1, 1, 2, RNE), 0},
-      {"fmul.s rne", op_fp(kMul, S, 1, 1, 2, RNE), NX},
-      {"fmadd.d rne", fma4(kFmadd, D, 1, 1, 2, 3, RNE), NX},
-      {"fadd.d rtz", op_fp(kAdd, D, 1, 1, 2, RTZ), NX},
-      {"fadd.d rmm", op_fp(kAdd, D, 1, 1, 2, RMM), NX},
-      {"fcvt.w.d", op_fp(kCvtToInt, D, 5, 2, 0, RNE), NX},
-      {"fcvt.d.l", op_fp(kCvtFromInt, D, 4, 5, 2, RNE), NX},
-  };
-  for (const Bench& b : benches) {
-    Machine m;
-    m.fp.f[1] = Dv(1.0);
-    m.fp.f[2] = Dv(1e-7);
-    m.fp.f[3] = Dv(0.5);
-    m.x[5] = 123456789;
-    if (b.insn == benches[2].insn) {
-      m.fp.f[1] = Sv(1.0f);
-      m.fp.f[2] = Sv(1.0000001f);
-    }
-    constexpr int kIters = 2'000'000;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < kIters; ++i) {
-      m.fp.fcsr = b.fcsr;
-      execute_fp(b.insn, m.x, m.fp);
-    }
-    const auto t1 = std::chrono::steady_clock::now();
-    std::printf("[ perf     ] %-22s %.2f ns/insn\n", b.name,
-                std::chrono::duration<double, std::nano>(t1 - t0).count() / kIters);
-  }
-}
 
 }  // namespace
 }  // namespace vigil::riscv
