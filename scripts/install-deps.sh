@@ -24,8 +24,8 @@ PKGS=(
   flex bison bc libssl-dev libelf-dev cpio xz-utils kmod dpkg-dev device-tree-compiler
   # peers and oracles
   qemu-system-misc qemu-user-static opensbi
-  # tests: ext2 images the guest writes, checked from the host
-  e2fsprogs python3
+  # tests: ext2 images the guest writes, checked from the host; libFuzzer for fuzz/
+  e2fsprogs python3 libclang-rt-14-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do
