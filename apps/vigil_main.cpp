@@ -176,6 +176,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> disks;
   run->add_option("--disk", disks, "virtio-blk disk: a raw image FILE, or FILE,ro for read-only (repeatable)");
   run->add_flag("--rng", config.rng, "add a virtio-rng device fed by the host's getrandom");
+  std::vector<std::string> nets, hostfwds;
+  run->add_option("--net", nets, "virtio-net NIC: user (libslirp: guest 10.0.2.15, host 10.0.2.2) or tap=IFNAME (repeatable)");
+  run->add_option("--hostfwd", hostfwds, "forward host TCP port to the first user NIC: HOSTPORT:GUESTPORT (repeatable)");
   run->add_flag("--virtio-console", config.virtio_console, "add a virtio-console (the guest's /dev/hvc1) on the console");
 
   // xl-style verbs, talking to vigild.
@@ -211,6 +214,34 @@ int main(int argc, char** argv) {
   for (const std::string& d : disks) {
     const bool ro = d.size() > 3 && d.ends_with(",ro");
     config.disks.push_back({ro ? d.substr(0, d.size() - 3) : d, ro});
+  }
+  for (const std::string& n : nets) {
+    vigil::machine::NicSpec nic;
+    if (n == "user") {
+      nic.model = "user";
+    } else if (n.starts_with("tap=") && n.size() > 4) {
+      nic.model = "tap";
+      nic.tap_name = n.substr(4);
+    } else {
+      std::fprintf(stderr, "vigil: --net takes user or tap=IFNAME, not '%s'\n", n.c_str());
+      return kExitHostError;
+    }
+    config.nics.push_back(nic);
+  }
+  for (const std::string& f : hostfwds) {
+    unsigned host = 0, guest = 0;
+    char colon = 0;
+    if (std::sscanf(f.c_str(), "%u%c%u", &host, &colon, &guest) != 3 || colon != ':' || host == 0 || host > 65535 ||
+        guest == 0 || guest > 65535) {
+      std::fprintf(stderr, "vigil: --hostfwd takes HOSTPORT:GUESTPORT, not '%s'\n", f.c_str());
+      return kExitHostError;
+    }
+    auto user = std::find_if(config.nics.begin(), config.nics.end(), [](const auto& n) { return n.model == "user"; });
+    if (user == config.nics.end()) {
+      std::fprintf(stderr, "vigil: --hostfwd needs a --net user NIC\n");
+      return kExitHostError;
+    }
+    user->forwards.emplace_back(static_cast<uint16_t>(host), static_cast<uint16_t>(guest));
   }
   if (*run) return run_command(config, timeout_s);
   if (*create) {

@@ -22,6 +22,7 @@ machine::MachineConfig machine_config_for(const DomainConfig& c) {
   m.append = c.extra;
   m.firmware = c.firmware;
   for (const DiskConfig& d : c.disks) m.disks.push_back({d.path, d.read_only});
+  for (const NetConfig& n : c.nics) m.nics.push_back({n.model, n.tap_name, n.mac, n.forwards});
   m.rng = c.rng;
   m.virtio_console = true;  // cheap, and gives `vigil console` a second path (/dev/hvc1)
   return m;

@@ -6,7 +6,10 @@
 
 #include "machine/fdt.h"
 #include "machine/layout.h"
+#include "devices/net_slirp.h"
+#include "devices/net_tap.h"
 #include "devices/virtio_blk.h"
+#include "devices/virtio_net.h"
 #include "devices/virtio_rng.h"
 #include "machine/loader.h"
 
@@ -102,12 +105,29 @@ Result<void> Machine::build() {
                  m_bus.add(layout::kUartBase, layout::kUartSize, m_uart.get())}) {
     if (!r) return r;
   }
-  // virtio-mmio devices fill slots 0.. in order: disks, the entropy source, the console.
+  // virtio-mmio devices fill slots 0.. in order: disks, NICs, the entropy source, the console.
   m_dma = std::make_unique<GuestDma>(*m_memory);
   for (const DiskSpec& disk : m_config.disks) {
     auto blk = devices::VirtioBlk::open(disk.path, disk.read_only);
     if (!blk) return std::unexpected(blk.error());
     m_virtio_backends.push_back(std::move(*blk));
+  }
+  for (const NicSpec& nic : m_config.nics) {
+    std::unique_ptr<devices::NetBackend> backend;
+    if (nic.model == "user") {
+      auto slirp = devices::SlirpBackend::create({.forwards = nic.forwards});
+      if (!slirp) return std::unexpected(slirp.error());
+      backend = std::move(*slirp);
+    } else if (nic.model == "tap") {
+      auto tap = devices::TapBackend::open(nic.tap_name);
+      if (!tap) return std::unexpected(tap.error());
+      backend = std::move(*tap);
+    } else {
+      return make_error("unknown network model '{}' (use user or tap)", nic.model);
+    }
+    auto net = devices::VirtioNet::create(std::move(backend), nic.mac);
+    if (!net) return std::unexpected(net.error());
+    m_virtio_backends.push_back(std::move(*net));
   }
   if (m_config.rng) m_virtio_backends.push_back(std::make_unique<devices::VirtioRng>());
   if (m_config.virtio_console) {

@@ -35,6 +35,13 @@ struct DiskSpec {
   bool read_only = false;
 };
 
+struct NicSpec {
+  std::string model = "user";  // "user" (libslirp) or "tap"
+  std::string tap_name;
+  std::string mac;             // "" = random locally administered
+  std::vector<std::pair<uint16_t, uint16_t>> forwards;  // host TCP port -> guest port (user)
+};
+
 struct MachineConfig {
   uint64_t memory_mib = 256;
   unsigned vcpus = 1;
@@ -43,6 +50,7 @@ struct MachineConfig {
   std::string append;    // kernel command line
   std::string firmware;  // optional: OpenSBI fw_dynamic.bin / fw_jump.bin, run in M-mode
   std::vector<DiskSpec> disks;  // virtio-blk, in slot order
+  std::vector<NicSpec> nics;    // virtio-net, after the disks
   bool rng = false;             // virtio-rng from the host's getrandom
   bool virtio_console = false;  // virtio-console (the guest's /dev/hvc1) on the same console
 };

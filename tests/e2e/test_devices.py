@@ -69,6 +69,78 @@ class VirtioRng(GuestTestCase):
         self.assertNotEqual(hexbytes, "0" * 128)
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NET_UP = "ip link set eth0 up; udhcpc -q -n -i eth0 >/dev/null 2>&1; "
+
+
+class VirtioNet(GuestTestCase):
+    def test_guest_fetches_page_from_host_loopback(self):
+        import http.server
+        import threading
+        token = os.urandom(8).hex()
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "page.txt"), "w") as f:
+                f.write(f"page-{token}\n")
+            handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=d, **k)  # noqa: E731
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            port = server.server_address[1]
+            t = threading.Thread(target=server.serve_forever, daemon=True)
+            t.start()
+            try:
+                r = boot(NET_UP + f"wget -q -O - http://10.0.2.2:{port}/page.txt; ip -4 addr show eth0 | grep -o 'inet [0-9.]*'",
+                         extra_args=["--net", "user"])
+            finally:
+                server.shutdown()
+                server.server_close()
+        self.assertBooted(r)
+        out = r.command_output()
+        self.assertIn(f"page-{token}", out)
+        self.assertIn("inet 10.0.2.15", out)
+
+    def test_host_reaches_guest_through_port_forward(self):
+        import socket
+        import threading
+        import time
+        port = free_port()
+        got = {}
+
+        def client():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                        c.settimeout(5)
+                        data = c.recv(100)
+                        if data:
+                            got["data"] = data
+                            return
+                except OSError:
+                    pass
+                time.sleep(0.5)
+
+        t = threading.Thread(target=client, daemon=True)
+        t.start()
+        r = boot(NET_UP + "echo hello-from-guest | nc -l -p 8000 -w 20; echo served",
+                 extra_args=["--net", "user", "--hostfwd", f"{port}:8000"])
+        t.join(timeout=10)
+        self.assertBooted(r)
+        self.assertEqual(got.get("data", b"").strip(), b"hello-from-guest")
+
+    def test_bad_net_arguments(self):
+        r = boot("true", extra_args=["--net", "bogus"])
+        self.assertEqual(r.rc, 1)
+        self.assertIn("--net takes user or tap=IFNAME", r.err)
+        r = boot("true", extra_args=["--hostfwd", "80:80"])
+        self.assertEqual(r.rc, 1)
+        self.assertIn("needs a --net user NIC", r.err)
+
+
 class VirtioConsole(GuestTestCase):
     def test_guest_writes_hvc1(self):
         cmd = "echo via-virtio-console > /dev/hvc1; echo rc=$?"
