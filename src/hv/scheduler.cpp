@@ -156,7 +156,10 @@ bool Scheduler::under_cap(const Dom& d) const {
 
 void Scheduler::refill_if_due(Clock::time_point now) {
   if (now < m_period_end) return;
-  m_period_end = now + kPeriod;
+  // Periods stay on a fixed grid: a refill that runs late (the slice in progress ended
+  // after the boundary) must not stretch the period and so hand out less credit per time.
+  m_period_end += kPeriod;
+  if (m_period_end <= now) m_period_end = now + kPeriod;  // far behind (suspended host): restart the grid
   // Credit goes to active domains (something to run, or ran last period) by weight.
   uint64_t total_weight = 0;
   std::vector<Dom*> active;
@@ -164,7 +167,10 @@ void Scheduler::refill_if_due(Clock::time_point now) {
     const bool busy = d->period_used_ns > 0 || std::any_of(d->vcpus.begin(), d->vcpus.end(), [](const Vcpu& v) {
                         return v.state == VcpuState::kRunnable || v.state == VcpuState::kRunning;
                       });
-    d->period_used_ns = 0;
+    // A capped domain that overran its budget (its last step ran past it) pays the excess
+    // back out of the next period, so the cap holds on average.
+    const int64_t budget = d->params.cap ? ns_of(kPeriod) * static_cast<int64_t>(d->params.cap) / 100 : 0;
+    d->period_used_ns = d->params.cap ? std::max<int64_t>(0, d->period_used_ns - budget) : 0;
     if (busy && !d->paused) {
       active.push_back(d.get());
       total_weight += d->params.weight;
