@@ -1,0 +1,60 @@
+/* Work amplification through virtio-blk: every one of the 256 ring entries points at the
+ * same indirect table of 254 x 256 KiB device-writable buffers (all the same guest RAM), so
+ * one QueueNotify (a single guest store) asks the device for 256 reads of 63.5 MiB each:
+ * 16 GiB of host reading and copying. The host must survive; the run reports how long the
+ * guest's one MMIO store took. Needs a disk of at least 64 MiB (sparse is fine).
+ * With -DFOREVER, hart 0 (and hart 1 if there is one) notify forever. */
+#include "../blk.h"
+
+#define SEGS 254
+#define SEG_BYTES (256u << 10)
+
+static struct virtq_desc table[SEGS + 2] __attribute__((aligned(16)));
+static u8 bigring[3 * 4096] __attribute__((aligned(4096)));
+static volatile u8 statuses[256];
+static u8 stack1[16384] __attribute__((aligned(16)));
+static volatile u64 notifies[2];
+
+static void one_notify(struct vq* v) {
+  for (u32 i = 0; i < 256; ++i) v->avail[2 + ((v->avail_idx + i) % 256)] = (u16)i;
+  barrier();
+  v->avail_idx = (u16)(v->avail_idx + 256);
+  v->avail[1] = v->avail_idx;
+  barrier();
+  mmio_w32(v->base + 0x50, 0);
+}
+
+void guest_secondary(unsigned long id) {
+  struct vq* v = &q;
+  for (;;) {
+    one_notify(v);  /* device mutex serialises the two harts' notifies */
+    ++notifies[id & 1];
+  }
+}
+
+void guest_main(void) {
+  vq_driver_features_lo = 1u << 28;  /* VIRTIO_RING_F_INDIRECT_DESC */
+  print("SETUP status=%x\n", (u64)vq_setup(&q, VIRTIO_BASE, 256, bigring));
+  hdr.type = BLK_T_IN;
+  hdr.sector = 0;
+  table[0] = (struct virtq_desc){(u64)&hdr, 16, VIRTQ_DESC_F_NEXT, 1};
+  for (u32 i = 1; i <= SEGS; ++i) {
+    table[i] = (struct virtq_desc){RAM_BASE + (32ul << 20), SEG_BYTES, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, (u16)(i + 1)};
+  }
+  table[SEGS + 1] = (struct virtq_desc){(u64)&statuses[0], 1, VIRTQ_DESC_F_WRITE, 0};
+  for (u32 i = 0; i < 256; ++i) q.desc[i] = (struct virtq_desc){(u64)table, sizeof table, VIRTQ_DESC_F_INDIRECT, 0};
+#ifdef FOREVER
+  sbi_call(EID_HSM, 0, 1, (u64)rt_secondary, (u64)(stack1 + sizeof stack1), 0, 0, 0);
+  for (u64 n = 1;; ++n) {
+    one_notify(&q);
+    ++notifies[0];
+    print("ALIVE %u\n", n);
+  }
+#endif
+  const u64 t0 = rdtime();
+  const u16 before = vq_used_idx(&q);
+  one_notify(&q);
+  const u64 ms = (rdtime() - t0) / 10000;
+  print("AMPLIFY used=%u status=%u status_reg=%x one_store_ms=%u bytes_per_store=%u\n", (u64)(u16)(vq_used_idx(&q) - before),
+        (u64)statuses[0], (u64)virtio_status(VIRTIO_BASE), ms, 256ul * SEGS * SEG_BYTES);
+}
