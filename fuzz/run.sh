@@ -71,16 +71,18 @@ run_target() {
   local runs execs ft corp
   runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -n 1)
   execs=$(sed -n 's/^stat::average_exec_per_sec:[[:space:]]*//p' "$log" | tail -n 1)
-  ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -n 1 | cut -d' ' -f2)
+  [ -n "$execs" ] || [ -z "$runs" ] || execs=$((runs / (secs > 0 ? secs : 1)))  # standalone engine
+  ft=$({ grep -oE 'ft: [0-9]+' "$log" || true; } | tail -n 1 | cut -d' ' -f2)
   corp=$(find "$work" -type f | wc -l)
   if [ "$rc" -eq 0 ]; then
     echo "fuzz: $t ${secs}s: ${runs:-?} runs (${execs:-?} exec/s), features ${ft:-n/a}, new corpus $corp: OK"
     return 0
   fi
   local artifact
-  artifact=$(sed -n "s/.*Test unit written to \(.*\)/\1/p; s/^standalone: crashing input written to //p" "$log" | tail -n 1)
+  artifact=$(sed -n -e "s/.*Test unit written to \(.*\)/\1/p" -e "s/^standalone: crashing input written to //p" "$log" | tail -n 1)
   echo "fuzz: $t ${secs}s: CRASH (exit $rc) after ${runs:-?} runs; input: ${artifact:-?}; log: $log"
-  grep -E '^(SUMMARY|FUZZ INVARIANT|==[0-9]+==ERROR|.*runtime error)' "$log" | head -n 5 | sed 's/^/  /'
+  { grep -E '^(SUMMARY|FUZZ INVARIANT|==[0-9]+==ERROR|.*runtime error|terminate called|  what\(\))' "$log" || true; } |
+    head -n 6 | sed 's/^/  /'
   return 1
 }
 
