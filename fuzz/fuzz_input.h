@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace vigil::fuzz {
@@ -60,6 +61,11 @@ class Input {
 // fuzz/known_bugs): a target then leaves out the inputs that reach that known, still open
 // bug, so fuzzing can go on past it.
 bool known_bug_skipped(std::string_view id);
+
+// Creates <dir>/<prefix>-<pid>-XXXXXX, a directory or an empty file, and returns its path
+// (aborts on failure). Entries with the same prefix left by processes that no longer exist
+// (a crashed run cannot clean up after itself) are removed first.
+std::string make_temp(const std::string& dir, std::string_view prefix, bool directory);
 
 }  // namespace vigil::fuzz
 

@@ -103,12 +103,7 @@ void through_server(const std::string& text) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* tmp = std::getenv("TMPDIR");
-  std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/vigil-fuzz-api-XXXXXX";
-  if (!::mkdtemp(templ.data())) {
-    std::perror("mkdtemp");
-    std::abort();
-  }
-  g_dir = templ;
+  g_dir = vigil::fuzz::make_temp(tmp && *tmp ? tmp : "/tmp", "vigil-fuzz-api", true);
   std::atexit(cleanup);
   write_file("good.cfg", "name = \"fz\"\nmemory = 64\nvcpus = 1\nkernel = \"missing-Image\"\n");
   write_file("syntax.cfg", "name = \"fz\"\nkernel = \"/k\"\nmemory = [\n");

@@ -31,13 +31,7 @@ void cleanup() {
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* tmp = std::getenv("TMPDIR");
   std::string dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (tmp && *tmp ? tmp : "/tmp");
-  g_path = dir + "/vigil-fuzz-blk-XXXXXX";
-  const int fd = ::mkstemp(g_path.data());
-  if (fd < 0) {
-    std::perror("mkstemp");
-    std::abort();
-  }
-  ::close(fd);
+  g_path = vigil::fuzz::make_temp(dir, "vigil-fuzz-blk", false);
   std::atexit(cleanup);
   g_pattern.resize(kImageBytes);
   for (size_t i = 0; i < kImageBytes; ++i) g_pattern[i] = static_cast<uint8_t>(i * 7 + i / 512 + 1);
