@@ -210,6 +210,8 @@ class Hart {
   uint64_t mstatus() const { return m_mstatus; }
   void set_mstatus(uint64_t v);
   uint64_t satp() const { return m_satp; }
+  // For introspection from outside the guest: Linux parks `current` here while in U-mode.
+  uint64_t sscratch() const { return m_sscratch; }
   void mark_fs_dirty() { m_mstatus |= mstatus::kFsDirty; }
   bool fs_enabled() const { return (m_mstatus & mstatus::kFs) != 0; }
 
