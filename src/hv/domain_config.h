@@ -34,6 +34,10 @@ struct DomainConfig {
   std::string ramdisk;
   std::string extra;     // kernel command line
   std::string firmware;  // optional M-mode firmware
+  // Introspection (src/introspect): the kernel's System.map and BTF; empty = System.map and
+  // vmlinux.btf next to the kernel Image.
+  std::string system_map;
+  std::string kernel_btf;
   std::vector<DiskConfig> disks;
   std::vector<NetConfig> nics;
   bool rng = true;       // virtio-rng

@@ -45,9 +45,10 @@ constexpr uintmax_t kMaxConfigBytes = 1 << 20;
 // Long keys and values are cut in messages so one sentence stays one line.
 constexpr size_t kMaxShownChars = 48;
 
-constexpr std::array<std::string_view, 17> kKnownKeys = {
+constexpr std::array<std::string_view, 19> kKnownKeys = {
     "name", "memory", "vcpus",       "kernel",    "ramdisk",  "extra",      "cmdline", "firmware", "disk",
-    "vif",  "rng",    "on_poweroff", "on_reboot", "on_crash", "cpu_weight", "cap",     "cpus"};
+    "vif",  "rng",    "on_poweroff", "on_reboot", "on_crash", "cpu_weight", "cap",     "cpus",     "system_map",
+    "kernel_btf"};
 
 // Xen keys that Vigil cannot honour. Ignoring them would boot something other than what the file
 // asks for, so each is an error that says what to do instead.
@@ -932,12 +933,15 @@ class Applier {
       if (!path) return std::unexpected(path.error());
       if (path->empty()) return fail(s, "expected the path of the kernel Image, got an empty string");
       m_config.kernel = std::move(*path);
-    } else if (key == "ramdisk" || key == "firmware" || key == "extra" || key == "cmdline") {
+    } else if (key == "ramdisk" || key == "firmware" || key == "extra" || key == "cmdline" || key == "system_map" ||
+               key == "kernel_btf") {
       auto text = want_string(s);
       if (!text) return std::unexpected(text.error());
-      std::string& field = key == "ramdisk"    ? m_config.ramdisk
-                           : key == "firmware" ? m_config.firmware
-                                               : m_config.extra;
+      std::string& field = key == "ramdisk"      ? m_config.ramdisk
+                           : key == "firmware"   ? m_config.firmware
+                           : key == "system_map" ? m_config.system_map
+                           : key == "kernel_btf" ? m_config.kernel_btf
+                                                 : m_config.extra;
       field = std::move(*text);
     } else if (key == "disk") {
       return apply_disks(s);
@@ -1137,6 +1141,8 @@ Result<hv::DomainConfig> load_xl_config(const std::string& path) {
   resolve(config->kernel);
   resolve(config->ramdisk);
   resolve(config->firmware);
+  resolve(config->system_map);
+  resolve(config->kernel_btf);
   for (auto& disk : config->disks) resolve(disk.path);
   return config;
 }
@@ -1161,6 +1167,8 @@ std::string to_xl_config(const hv::DomainConfig& config) {
   if (!config.ramdisk.empty()) set("ramdisk", quote(config.ramdisk));
   if (!config.extra.empty()) set("extra", quote(config.extra));
   if (!config.firmware.empty()) set("firmware", quote(config.firmware));
+  if (!config.system_map.empty()) set("system_map", quote(config.system_map));
+  if (!config.kernel_btf.empty()) set("kernel_btf", quote(config.kernel_btf));
   if (!config.disks.empty()) {
     std::vector<std::string> specs;
     for (const auto& disk : config.disks) specs.push_back(format_disk_spec(disk));
