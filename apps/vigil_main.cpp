@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 
+#include "base/sandbox.h"
 #include "machine/machine.h"
 #include "toolstack/api.h"
 
@@ -180,6 +181,8 @@ int main(int argc, char** argv) {
   run->add_option("--net", nets, "virtio-net NIC: user (libslirp: guest 10.0.2.15, host 10.0.2.2) or tap=IFNAME (repeatable)");
   run->add_option("--hostfwd", hostfwds, "forward host TCP port to the first user NIC: HOSTPORT:GUESTPORT (repeatable)");
   run->add_flag("--virtio-console", config.virtio_console, "add a virtio-console (the guest's /dev/hvc1) on the console");
+  bool no_sandbox = false;
+  run->add_flag("--no-sandbox", no_sandbox, "run the network I/O thread without its seccomp filter");
 
   // xl-style verbs, talking to vigild.
   std::string socket = vigil::toolstack::default_socket_path();
@@ -243,7 +246,10 @@ int main(int argc, char** argv) {
     }
     user->forwards.emplace_back(static_cast<uint16_t>(host), static_cast<uint16_t>(guest));
   }
-  if (*run) return run_command(config, timeout_s);
+  if (*run) {
+    vigil::sandbox::set_enabled(!no_sandbox);
+    return run_command(config, timeout_s);
+  }
   if (*create) {
     std::error_code ec;
     const auto abs = std::filesystem::absolute(cfg_path, ec);

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "base/sandbox.h"
 #include "hv/domain_manager.h"
 #include "toolstack/api.h"
 
@@ -13,7 +14,16 @@ int main(int argc, char** argv) {
   unsigned workers = 0;
   app.add_option("--socket", socket, "control socket path")->capture_default_str();
   app.add_option("--workers", workers, "host worker threads for vCPUs (0 = one per host core)");
+  bool no_sandbox = false;
+  app.add_flag("--no-sandbox", no_sandbox,
+               "run without the per-thread seccomp filters (for kernels without seccomp or debugging)");
   CLI11_PARSE(app, argc, argv);
+  vigil::sandbox::set_enabled(!no_sandbox);
+  if (auto r = vigil::sandbox::probe(); !r) {
+    std::fprintf(stderr, "vigild: cannot sandbox threads: %s; use --no-sandbox to run without\n",
+                 r.error().message.c_str());
+    return 1;
+  }
 
   // Block the termination signals in every thread; the main thread waits for them.
   sigset_t set;

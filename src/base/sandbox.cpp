@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -287,6 +288,14 @@ Result<void> restrict_thread(ThreadClass c) {
     if (auto r = load(c, quiet); !r) return r;
   }
   return load(c, *filter);
+}
+
+void restrict_thread_or_abort(ThreadClass c) {
+  if (auto r = restrict_thread(c); !r) {
+    std::fprintf(stderr, "vigil: sandbox: %s (run with --no-sandbox to go on without it)\n",
+                 r.error().message.c_str());
+    std::abort();
+  }
 }
 
 Result<void> probe() {

@@ -47,6 +47,11 @@ const char* to_string(ThreadClass c);
 // Calling it again on the same thread stacks another filter (allowed only from kApi threads).
 [[nodiscard]] Result<void> restrict_thread(ThreadClass c);
 
+// restrict_thread() for threads that must never run unrestricted (vCPU workers, API,
+// reaper): they start with vigild, after probe() succeeded, so a failure here is a broken
+// host; it prints the reason and aborts rather than run guests without the filter.
+void restrict_thread_or_abort(ThreadClass c);
+
 // Installs the kVcpuWorker filter on a throwaway thread and waits for it: fails, naming
 // the reason, when this kernel cannot sandbox (so vigild can refuse to start and point at
 // --no-sandbox instead of finding out on its first worker thread). Succeeds at once when

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "base/sandbox.h"
+
 namespace vigil::hv {
 
 DomainManager::DomainManager(unsigned workers) : m_sched(workers), m_reaper([this] { reaper_loop(); }) {}
@@ -156,6 +158,7 @@ void DomainManager::on_guest_stop(uint32_t id, const machine::Outcome& outcome) 
 }
 
 void DomainManager::reaper_loop() {
+  sandbox::restrict_thread_or_abort(sandbox::ThreadClass::kApi);
   std::unique_lock lock(m_events_mutex);
   while (true) {
     m_events_cv.wait(lock, [&] { return m_quit || !m_events.empty(); });

@@ -1,5 +1,7 @@
 #include "hv/scheduler.h"
 
+#include "base/sandbox.h"
+
 #include <algorithm>
 
 namespace vigil::hv {
@@ -207,6 +209,7 @@ Scheduler::Vcpu* Scheduler::pick(unsigned worker, Clock::time_point now, Dom*& d
 }
 
 void Scheduler::worker_loop(unsigned worker) {
+  sandbox::restrict_thread_or_abort(sandbox::ThreadClass::kVcpuWorker);
   std::unique_lock lock(m_mutex);
   while (!m_shutdown) {
     const auto now = Clock::now();

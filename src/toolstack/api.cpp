@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/sandbox.h"
 #include "toolstack/xl_config.h"
 
 namespace vigil::toolstack {
@@ -199,6 +200,7 @@ void ApiServer::stop() {
 }
 
 void ApiServer::accept_loop() {
+  sandbox::restrict_thread_or_abort(sandbox::ThreadClass::kApi);
   while (!m_stopping) {
     pollfd p{m_listen_fd, POLLIN, 0};
     if (::poll(&p, 1, 200) <= 0) continue;
