@@ -140,6 +140,7 @@ VirtioBlk::VirtioBlk(int fd, uint64_t capacity, bool read_only, std::string seri
       m_capacity(capacity),
       m_read_only(read_only),
       m_serial(std::move(serial)),
+      m_budget(kSliceBudgetBytes),
       m_bounce(kBounceSize) {}
 
 VirtioBlk::~VirtioBlk() {
@@ -180,7 +181,18 @@ void VirtioBlk::reset() {
 }
 
 void VirtioBlk::process_queue(unsigned, Virtqueue& vq) {
-  while (auto chain = vq.pop()) vq.push_used(*chain, serve(*chain));
+  while (m_budget > 0) {
+    auto chain = vq.pop();
+    if (!chain) return;
+    m_budget -= static_cast<int64_t>(chain->readable_len() + chain->writable_len());
+    vq.push_used(*chain, serve(*chain));
+  }
+  set_budget_spent();  // anything still in the ring waits for refill_budget()
+}
+
+void VirtioBlk::refill_budget() {
+  m_budget = kSliceBudgetBytes;
+  VirtioDevice::refill_budget();
 }
 
 uint32_t VirtioBlk::serve(const DescriptorChain& chain) {

@@ -55,6 +55,10 @@ class VirtioBlk final : public VirtioDevice {
   unsigned queue_count() const override { return 1; }
   uint32_t queue_max_size(unsigned) const override { return kQueueSize; }
   void process_queue(unsigned q, Virtqueue& vq) override;
+  void refill_budget() override;
+  // Bytes of requests served per vCPU slice before the rest waits for the next one (one
+  // request is always served, so a legal 63.5 MiB request still goes through).
+  static constexpr int64_t kSliceBudgetBytes = 8 << 20;
   void reset() override;
 
  private:
@@ -74,6 +78,7 @@ class VirtioBlk final : public VirtioDevice {
   const bool m_read_only;
   const std::string m_serial;
   uint64_t m_features = 0;        // negotiated; 0 until FEATURES_OK
+  int64_t m_budget;               // bytes still to serve in this vCPU slice (VirtioDevice)
   std::vector<uint8_t> m_bounce;  // host-side staging for data between file and guest
 };
 

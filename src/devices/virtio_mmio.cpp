@@ -274,6 +274,15 @@ void VirtioMmio::reset_locked() {
   update_irq();
 }
 
+bool VirtioMmio::service_deferred() {
+  if (!m_device.budget_spent()) return false;
+  std::lock_guard lock(m_device.mutex());
+  m_device.refill_budget();
+  for (unsigned q = 0; q < m_queues.size(); ++q) process(q);
+  update_irq();
+  return m_device.budget_spent();
+}
+
 void VirtioMmio::kick_locked(unsigned q) {
   process(q);
   update_irq();

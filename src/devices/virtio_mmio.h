@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <mutex>
 #include <span>
 #include <string_view>
@@ -112,6 +113,15 @@ class VirtioDevice {
   // Device reset (Status = 0 or board reset): forget negotiated features and guest state.
   virtual void reset() = 0;
 
+  // Work budget (hostile guests): a device whose requests can cost the host real time
+  // serves at most a budget of work per vCPU slice and leaves the rest in the ring. It
+  // sets budget_spent() when it did; the machine then calls refill_budget() (with mutex()
+  // held) at the next slice boundary of any of the domain's vCPUs and the transport serves
+  // the queues again. So one guest store cannot hold a host worker for seconds, and what
+  // is deferred is still served without another notify.
+  bool budget_spent() const { return m_budget_spent.load(std::memory_order_relaxed); }
+  virtual void refill_budget() { m_budget_spent.store(false, std::memory_order_relaxed); }
+
   // The device lock (see the file comment). Mutable so const host-facing queries can lock.
   std::mutex& mutex() const { return m_mutex; }
   // Called by the transport (with mutex() held) when it adopts or releases this device.
@@ -120,10 +130,12 @@ class VirtioDevice {
  protected:
   // With mutex() held: the attached transport, or null before attach / after detach.
   VirtioTransport* transport() const { return m_transport; }
+  void set_budget_spent() { m_budget_spent.store(true, std::memory_order_relaxed); }
 
  private:
   mutable std::mutex m_mutex;
   VirtioTransport* m_transport = nullptr;
+  std::atomic<bool> m_budget_spent{false};
 };
 
 class VirtioMmio final : public MmioDevice, private VirtioTransport {
@@ -150,6 +162,11 @@ class VirtioMmio final : public MmioDevice, private VirtioTransport {
   bool read(uint64_t offset, unsigned size, uint64_t& value) override;
   bool write(uint64_t offset, unsigned size, uint64_t value) override;
   void reset() override;
+
+  // At a vCPU slice boundary (any thread): if the device spent its work budget, refill it
+  // and serve the queues again (see VirtioDevice::budget_spent). Cheap when it did not.
+  // Returns true if the device still has deferred work afterwards.
+  bool service_deferred();
 
  private:
   // Register offsets (4.2.2, table "MMIO Device Register Layout").

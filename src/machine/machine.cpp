@@ -282,12 +282,17 @@ Machine::StepResult Machine::step_vcpu(unsigned id, uint64_t budget, uint64_t& w
   if (hart.state.load(std::memory_order_acquire) != riscv::HartState::kRunning) {
     return m_stopping ? StepResult::kStopped : StepResult::kIdle;
   }
-  switch (hart.run(budget)) {
+  const riscv::ExitReason why = hart.run(budget);
+  // Device work deferred by a work budget (VirtioDevice::budget_spent) is served here, on
+  // the domain's own time; while some remains, this vCPU is not idle.
+  bool deferred = false;
+  for (auto& v : m_virtio) deferred |= v->service_deferred();
+  switch (why) {
     case riscv::ExitReason::kSliceDone:
       return StepResult::kRan;
     case riscv::ExitReason::kWfi:
       wake_mtime = hart.update_timers(mtime());
-      if (hart.interrupt_pending_for_wfi() || hart.pending_requests() != 0) return StepResult::kRan;
+      if (deferred || hart.interrupt_pending_for_wfi() || hart.pending_requests() != 0) return StepResult::kRan;
       return StepResult::kIdle;
     case riscv::ExitReason::kStopped:
       break;
@@ -442,7 +447,8 @@ void Machine::system_reset(uint32_t type, uint32_t reason) {
 
 int64_t Machine::hart_start(unsigned hart, uint64_t start_addr, uint64_t opaque) {
   if (hart >= m_harts.size()) return kSbiErrInvalidParam;
-  if (!m_memory->contains(start_addr, 4)) return kSbiErrInvalidAddress;
+  // IALIGN is 16: an odd start address is no instruction address at all.
+  if ((start_addr & 1) != 0 || !m_memory->contains(start_addr, 4)) return kSbiErrInvalidAddress;
   HsmSlot& slot = m_hsm[hart];
   HsmState expected = HsmState::kStopped;
   if (slot.state.load() != HsmState::kStopped) return kSbiErrAlreadyAvailable;

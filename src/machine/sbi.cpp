@@ -74,7 +74,7 @@ uint64_t legacy_mask(riscv::Hart& hart, uint64_t va, uint64_t& base) {
     return 0;
   }
   uint64_t pa = 0, mask = 0;
-  if (hart.translate_for_debug(va, riscv::AccessType::kRead, pa) && hart.memory().contains(pa, 8)) {
+  if (hart.translate_for_debug(va, riscv::AccessType::kRead, pa) && hart.memory().allows(pa, 8, riscv::p2m::kRead)) {
     std::memcpy(&mask, hart.memory().ptr(pa), 8);
   }
   return mask;
@@ -135,17 +135,25 @@ SbiRet call(SbiHost& host, riscv::Hart& h, uint64_t eid, uint64_t fid) {
       host.system_reset(static_cast<uint32_t>(a0), static_cast<uint32_t>(a1));
       return {kSbiSuccess, 0};
     case kEidDbcn: {
-      const uint64_t pa = a1 | (a2 << 32);
+      // base_addr_hi holds the upper XLEN bits: on RV64 any of them set names an address
+      // beyond 2^64, which no guest memory has.
+      if (fid <= 1 && a2 != 0) return {kSbiErrInvalidParam, 0};
+      const uint64_t pa = a1;
       switch (fid) {
         case 0: {
           const uint64_t n = std::min(a0, kDbcnMaxBytes);
-          if (!h.memory().contains(pa, n)) return {kSbiErrInvalidParam, 0};
+          // The SBI reads guest memory on the guest's behalf: P2m rights apply, as for DMA.
+          if (!h.memory().contains(pa, n) || (n > 0 && !h.memory().allows(pa, n, riscv::p2m::kRead))) {
+            return {kSbiErrInvalidParam, 0};
+          }
           host.console_write(h.memory().ptr(pa), n);
           return {kSbiSuccess, n};
         }
         case 1: {
           const uint64_t n = std::min(a0, kDbcnMaxBytes);
-          if (!h.memory().contains(pa, n)) return {kSbiErrInvalidParam, 0};
+          if (!h.memory().contains(pa, n) || (n > 0 && !h.memory().allows(pa, n, riscv::p2m::kWrite))) {
+            return {kSbiErrInvalidParam, 0};
+          }
           uint64_t got = 0;
           for (int c; got < n && (c = host.console_getchar()) >= 0; ++got) h.memory().ptr(pa)[got] = static_cast<uint8_t>(c);
           h.memory().note_write(pa, got);

@@ -233,6 +233,12 @@ void Hart::decode_slot(Hart& h, const DecodedInsn& d) {
   // The slot lives in a non-const DecodedPage; it is filled in here, once.
   auto& slot = const_cast<DecodedInsn&>(d);
   const uint64_t off = h.pc & kPageMask;
+  if (off & 1) [[unlikely]] {
+    // Unreachable through the ISA (every pc write clears bit 0); a host-side entry point
+    // that forgot to would otherwise read past the page (and the end of RAM) below.
+    h.raise_exception(Cause::kInsnMisaligned, h.pc);
+    return;
+  }
   const uint8_t* page = h.m_mem.host() + (h.m_fetch_page_index << kPageShift);
   uint16_t lo;
   std::memcpy(&lo, page + off, 2);

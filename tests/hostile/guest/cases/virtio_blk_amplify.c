@@ -1,8 +1,9 @@
 /* Work amplification through virtio-blk: every one of the 256 ring entries points at the
  * same indirect table of 254 x 256 KiB device-writable buffers (all the same guest RAM), so
  * one QueueNotify (a single guest store) asks the device for 256 reads of 63.5 MiB each:
- * 16 GiB of host reading and copying. The host must survive; the run reports how long the
- * guest's one MMIO store took. Needs a disk of at least 64 MiB (sparse is fine).
+ * 16 GiB of host reading and copying. The host must survive, and the store must return
+ * quickly (the device serves a work budget per vCPU slice, the rest later): the run reports
+ * how long the guest's one MMIO store took and how long all 256 took. Needs a disk of at least 64 MiB (sparse is fine).
  * With -DFOREVER, hart 0 (and hart 1 if there is one) notify forever. */
 #include "../blk.h"
 
@@ -55,6 +56,12 @@ void guest_main(void) {
   const u16 before = vq_used_idx(&q);
   one_notify(&q);
   const u64 ms = (rdtime() - t0) / 10000;
-  print("AMPLIFY used=%u status=%u status_reg=%x one_store_ms=%u bytes_per_store=%u\n", (u64)(u16)(vq_used_idx(&q) - before),
-        (u64)statuses[0], (u64)virtio_status(VIRTIO_BASE), ms, 256ul * SEGS * SEG_BYTES);
+  const u16 at_store = (u16)(vq_used_idx(&q) - before);
+  /* The device serves a budget per vCPU slice and the rest without another notify: wait
+   * (bounded, 120 s) for all 256 to come back. */
+  while ((u16)(vq_used_idx(&q) - before) < 256 && rdtime() - t0 < 120ul * 10000000) barrier();
+  const u64 all_ms = (rdtime() - t0) / 10000;
+  print("AMPLIFY used=%u status=%u status_reg=%x one_store_ms=%u used_at_store=%u all_ms=%u bytes_per_store=%u\n",
+        (u64)(u16)(vq_used_idx(&q) - before), (u64)statuses[0], (u64)virtio_status(VIRTIO_BASE), ms, (u64)at_store,
+        all_ms, 256ul * SEGS * SEG_BYTES);
 }
