@@ -44,7 +44,7 @@ KERNEL_REQUIRED_Y=(
   POSIX_TIMERS MULTIUSER VIRTIO_MMIO VIRTIO_BLK VIRTIO_NET VIRTIO_CONSOLE
   HW_RANDOM_VIRTIO EXT2_FS EXT4_FS POWER_RESET KALLSYMS
 )
-KERNEL_REQUIRED_OFF=(MODULES RISCV_ISA_SVPBMT RISCV_ISA_ZICBOM DEBUG_INFO)
+KERNEL_REQUIRED_OFF=(MODULES RISCV_ISA_SVPBMT RISCV_ISA_ZICBOM DEBUG_INFO_REDUCED DEBUG_INFO_SPLIT)
 KERNEL_MIN_NR_CPUS=8
 
 say() { printf 'build-guest: %s\n' "$*"; }
@@ -60,7 +60,7 @@ elapsed() { # seconds -> "XmYYs"
 # Prerequisites and input versions
 
 for c in ${CROSS}gcc ${CROSS}strip gcc make flex bison bc tar xz gzip sha256sum flock \
-  apt-get apt-cache dpkg-query dpkg-source; do
+  apt-get apt-cache dpkg-query dpkg-source pahole; do
   command -v "$c" >/dev/null 2>&1 || die "'$c' not found; run scripts/install-deps.sh"
 done
 [ -r "$LINUX_TARBALL" ] || die "$LINUX_TARBALL missing; run scripts/install-deps.sh (linux-source-6.1)"
@@ -73,6 +73,7 @@ TOOLCHAIN+=" gcc-12-riscv64-linux-gnu=$(pkgver gcc-12-riscv64-linux-gnu)"
 TOOLCHAIN+=" binutils-riscv64-linux-gnu=$(pkgver binutils-riscv64-linux-gnu)"
 TOOLCHAIN+=" libc6-dev-riscv64-cross=$(pkgver libc6-dev-riscv64-cross)"
 TOOLCHAIN+=" linux-libc-dev-riscv64-cross=$(pkgver linux-libc-dev-riscv64-cross)"
+TOOLCHAIN+=" dwarves=$(pkgver dwarves)"
 TOOLCHAIN+=" [$(${CROSS}gcc --version | head -n1)] [host: $(gcc --version | head -n1)]"
 
 # Newest busybox source version apt knows about (needs a deb-src entry).
@@ -196,6 +197,11 @@ build_kernel() { # <work dir>
     fail_log "$w/build.log" "kernel build"
   cp "$src/arch/riscv/boot/Image" "$src/vmlinux" "$src/System.map" "$w/"
   cp "$src/usr/gen_init_cpio" "$w/" # host tool used to pack the initramfs
+  # The introspection profile (src/introspect): the kernel's type information as raw
+  # BTF, encoded by pahole from vmlinux's DWARF, so struct offsets are never hand-typed.
+  pahole --btf_encode_detached="$w/vmlinux.btf" "$w/vmlinux" >"$w/btf.log" 2>&1 ||
+    fail_log "$w/btf.log" "pahole BTF encoding"
+  [ -s "$w/vmlinux.btf" ] || die "pahole wrote no BTF for vmlinux"
   grep -a -o -m1 'Linux version [[:print:]]*' "$w/Image" >"$w/version.txt" || true
   if [ "${VIGIL_KEEP_WORK:-0}" != 1 ]; then rm -rf "$src"; fi
 }
@@ -380,7 +386,7 @@ gzip -n -9 "$G/initramfs.cpio"
 rm -rf "$R"
 sed -i "s|$R/|<staging>/|" "$G/initramfs.list"
 
-for f in Image vmlinux System.map; do
+for f in Image vmlinux System.map vmlinux.btf; do
   ln "$KDIR/$f" "$G/$f" 2>/dev/null || cp "$KDIR/$f" "$G/$f"
 done
 cp "$KDIR/config" "$G/kernel.config"
