@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "base/sandbox.h"
+#include "toolstack/api_introspect.h"
 #include "toolstack/xl_config.h"
 
 namespace vigil::toolstack {
@@ -36,7 +37,9 @@ bool send_all(int fd, const void* data, size_t len, bool nonblocking = false) {
 }
 
 bool send_line(int fd, const Json& j) {
-  const std::string s = j.dump() + "\n";
+  // Strings may quote guest or file bytes (a config's key in an error message): bytes
+  // that are not UTF-8 become U+FFFD instead of throwing out of the client thread.
+  const std::string s = j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
   return send_all(fd, s.data(), s.size());
 }
 
@@ -143,6 +146,7 @@ Json handle_request(hv::DomainManager& m, const Json& req) {
       return Json{{"ok", true}, {"id", id}, {"weight", p->weight}, {"cap", p->cap}};
     });
   }
+  if (auto answer = handle_introspect_request(m, op, req)) return *answer;
   return error_json(fmt::format("unknown op \"{}\"", op));
 }
 
