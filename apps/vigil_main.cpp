@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/sandbox.h"
+#include "cli_introspect.h"
 #include "machine/machine.h"
 #include "toolstack/api.h"
 
@@ -212,7 +213,10 @@ int main(int argc, char** argv) {
   sched->add_option("-w,--weight", weight, "weight (1-65535, default 256)");
   sched->add_option("-c,--cap", cap, "cap in percent of one CPU (0 = none)");
 
+  const auto run_introspect = vigil::cli::add_introspect_commands(app, socket);
+
   CLI11_PARSE(app, argc, argv);
+  if (auto rc = run_introspect()) return *rc;
 
   for (const std::string& d : disks) {
     const bool ro = d.size() > 3 && d.ends_with(",ro");
