@@ -1,6 +1,12 @@
 #include "toolstack/introspect_client.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 
 namespace vigil::toolstack {
 
@@ -43,9 +49,61 @@ SymbolEntry symbol_from(const Json& j) {
 
 }  // namespace
 
+IntrospectClient::~IntrospectClient() {
+  if (m_fd >= 0) ::close(m_fd);
+}
+
+Result<Json> IntrospectClient::exchange(const Json& request) const {
+  std::lock_guard lock(m_mutex);
+  // A connection vigild closed (it restarted, or dropped us) is retried once on a new one.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (m_fd < 0) {
+      sockaddr_un addr{};
+      if (m_socket.size() >= sizeof(addr.sun_path)) return make_error("socket path '{}' is too long", m_socket);
+      m_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (m_fd < 0) return make_error("cannot create a socket: {}", std::strerror(errno));
+      addr.sun_family = AF_UNIX;
+      std::memcpy(addr.sun_path, m_socket.c_str(), m_socket.size() + 1);
+      if (::connect(m_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        const int e = errno;
+        ::close(m_fd);
+        m_fd = -1;
+        return make_error("cannot reach vigild at '{}': {} (is vigild running?)", m_socket, std::strerror(e));
+      }
+      m_pending.clear();
+    }
+    const std::string line = request.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+    bool ok = true;
+    for (size_t sent = 0; ok && sent < line.size();) {
+      const ssize_t n = ::send(m_fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      ok = n > 0;
+      if (ok) sent += static_cast<size_t>(n);
+    }
+    size_t nl;
+    while (ok && (nl = m_pending.find('\n')) == std::string::npos) {
+      char chunk[65536];
+      const ssize_t n = ::recv(m_fd, chunk, sizeof(chunk), 0);
+      if (n < 0 && errno == EINTR) continue;
+      ok = n > 0;
+      if (ok) m_pending.append(chunk, static_cast<size_t>(n));
+    }
+    if (!ok) {
+      ::close(m_fd);
+      m_fd = -1;
+      continue;
+    }
+    Json answer = Json::parse(m_pending.substr(0, nl), nullptr, false);
+    m_pending.erase(0, nl + 1);
+    if (answer.is_discarded() || !answer.is_object()) return make_error("vigild sent a malformed answer");
+    return answer;
+  }
+  return make_error("vigild closed the connection without answering");
+}
+
 Result<Json> IntrospectClient::call(Json request) const {
   request["domain"] = m_domain;
-  auto r = api_call(m_socket, request);
+  auto r = exchange(request);
   if (!r) return r;
   if (!r->value("ok", false)) return make_error("{}", r->value("error", std::string("request failed")));
   return r;

@@ -2,9 +2,14 @@
 // and the Python module (python/vigil_introspect.cpp) use. Out of process on purpose: a tool
 // reading a guest never shares vigild's address space, and the domain is paused and resumed
 // by vigild around each request.
+//
+// It keeps one connection to vigild open for all its requests (a Python loop reading memory
+// does not reconnect each time) and carries its own few lines of socket code rather than
+// api_call(), so the Python module can compile it without linking vigild's server side.
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,6 +69,9 @@ class IntrospectClient {
  public:
   IntrospectClient(std::string socket_path, std::string domain)
       : m_socket(std::move(socket_path)), m_domain(std::move(domain)) {}
+  ~IntrospectClient();
+  IntrospectClient(const IntrospectClient&) = delete;
+  IntrospectClient& operator=(const IntrospectClient&) = delete;
 
   const std::string& domain() const { return m_domain; }
 
@@ -82,8 +90,13 @@ class IntrospectClient {
   Result<Json> call(Json request) const;
 
  private:
+  Result<Json> exchange(const Json& request) const;
+
   std::string m_socket;
   std::string m_domain;
+  mutable std::mutex m_mutex;
+  mutable int m_fd = -1;
+  mutable std::string m_pending;  // bytes received after the last answer
 };
 
 }  // namespace vigil::toolstack
