@@ -97,6 +97,13 @@ Result<std::vector<uint8_t>> hex_decode(const std::string& s) {
 
 std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
 
+KernelFiles files_for(const hv::DomainConfig& config, const Json& req) {
+  KernelFiles files = introspect::kernel_files_for(config);
+  if (auto it = req.find("system_map"); it != req.end() && it->is_string()) files.system_map = *it;
+  if (auto it = req.find("kernel_btf"); it != req.end() && it->is_string()) files.btf = *it;
+  return files;
+}
+
 // Everything one request needs: the paused domain and, on demand, its Linux view.
 class Session {
  public:
@@ -111,9 +118,7 @@ class Session {
 
   Result<introspect::LinuxGuest*> linux_guest() {
     if (m_linux) return &*m_linux;
-    KernelFiles files = introspect::kernel_files_for(m_paused.domain().config());
-    if (auto it = m_req.find("system_map"); it != m_req.end() && it->is_string()) files.system_map = *it;
-    if (auto it = m_req.find("kernel_btf"); it != m_req.end() && it->is_string()) files.btf = *it;
+    const KernelFiles files = files_for(m_paused.domain().config(), m_req);
     auto info = kernel_info(files);
     if (!info) return std::unexpected(info.error());
     m_info = *info;
@@ -289,6 +294,8 @@ std::optional<Json> handle_introspect_request(hv::DomainManager& m, const std::s
   if (!id) return error_json(id.error().message);
 
   std::lock_guard lock(g_mutex);
+  // Parse the kernel files (cached) before pausing, so the guest does not wait for that.
+  if (auto d = m.get(*id)) (void)kernel_info(files_for(d->config(), req));
   const auto start = Clock::now();
   auto paused = introspect::PausedDomain::open(m, *id);
   if (!paused) return error_json(paused.error().message);
