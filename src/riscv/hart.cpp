@@ -23,7 +23,8 @@ GuestMemory::GuestMemory(uint8_t* host, uint64_t base, uint64_t size)
       m_size(size),
       m_gen(new std::atomic<uint32_t>[size >> kPageShift]()),
       m_code(new std::atomic<uint8_t>[size >> kPageShift]()),
-      m_rights(new std::atomic<uint8_t>[size >> kPageShift]()) {
+      m_rights(new std::atomic<uint8_t>[size >> kPageShift]()),
+      m_breakpoints(new std::atomic<uint8_t>[size >> kPageShift]()) {
   for (uint64_t i = 0; i < (size >> kPageShift); ++i) m_rights[i].store(p2m::kAll, std::memory_order_relaxed);
 }
 
@@ -47,6 +48,12 @@ void GuestMemory::set_rights(uint64_t first, uint64_t count, uint8_t r) {
     if (old != p2m::kAll && r == p2m::kAll) m_restricted_pages.fetch_sub(1);
   }
   rights_epoch.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void GuestMemory::set_breakpoint_page(uint64_t index, bool on) {
+  if (index >= (m_size >> kPageShift)) return;
+  m_breakpoints[index].store(on ? 1 : 0, std::memory_order_release);
+  m_gen[index].fetch_add(1, std::memory_order_acq_rel);
 }
 
 void GuestMemory::note_write(uint64_t pa, uint64_t len) {
@@ -145,6 +152,7 @@ ExitReason Hart::run(uint64_t budget) {
   }
   // Revalidate the current code page once per slice: other harts may have written it.
   invalidate_fetch();
+  if (watching(watch::kSingleStep)) [[unlikely]] return run_single_stepping(budget);
 
   m_slice_len = m_budget = static_cast<int64_t>(budget);
   while (m_budget > 0) {
@@ -158,6 +166,29 @@ ExitReason Hart::run(uint64_t budget) {
   }
   m_instret += static_cast<uint64_t>(m_slice_len - m_budget);
   m_slice_len = m_budget = 0;
+  if (wfi_pending) return ExitReason::kWfi;
+  return state.load(std::memory_order_relaxed) == HartState::kRunning ? ExitReason::kSliceDone
+                                                                        : ExitReason::kStopped;
+}
+
+ExitReason Hart::run_single_stepping(uint64_t budget) {
+  // One instruction per inner slice, the monitor told after each, interrupts checked in
+  // between as the hardware would: the same loop body as run(), kept apart so that the
+  // common loop carries no single-step test.
+  for (uint64_t i = 0; i < budget && watching(watch::kSingleStep); ++i) {
+    if (i > 0 && check_interrupts()) continue;
+    m_slice_len = m_budget = 1;
+    --m_budget;
+    if (((pc ^ m_fetch_vpage) >> kPageShift) != 0) refill_fetch();
+    if (m_fetch_vpage != ~0ull) {
+      const DecodedInsn& d = m_fetch_page->slots[(pc & kPageMask) >> 1];
+      d.fn(*this, d);
+    }
+    m_instret += static_cast<uint64_t>(m_slice_len - m_budget);
+    m_slice_len = m_budget = 0;
+    hooks->on_single_step(*this);
+    if (wfi_pending || state.load(std::memory_order_relaxed) != HartState::kRunning) break;
+  }
   if (wfi_pending) return ExitReason::kWfi;
   return state.load(std::memory_order_relaxed) == HartState::kRunning ? ExitReason::kSliceDone
                                                                         : ExitReason::kStopped;
@@ -181,7 +212,8 @@ void Hart::refill_fetch() {
     }
     const uint64_t index = m_mem.page_index(page_pa);
     const bool p2m_exec = (m_mem.rights(index) & p2m::kExec) != 0;
-    if (!p2m_exec && !p2m_allows(pa, pc, 2, AccessType::kFetch)) return;  // fault already raised
+    uint64_t unused = 0;
+    if (!p2m_exec && p2m_violation(pa, pc, 2, AccessType::kFetch, unused) != P2mVerdict::kAllow) return;  // fault raised
     DecodedPage* page = decoded_page_for(index);
     if (!cacheable || !whole_page || !p2m_exec) {
       // Not cacheable in the fetch TLB: use it for this page visit only.
@@ -225,8 +257,32 @@ Hart::DecodedPage* Hart::decoded_page_for(uint64_t index) {
     page->gen = gen;
     page->epoch = m_icache_epoch;
     for (auto& slot : page->slots) slot = DecodedInsn{&Hart::decode_slot, 0, 0, 0, 0, 0};
+    if (hooks != nullptr && m_mem.has_breakpoints(index)) [[unlikely]] {
+      std::vector<uint16_t> offsets;
+      hooks->breakpoints_in_page(m_mem.base() + (index << kPageShift), offsets);
+      for (uint16_t off : offsets) {
+        if (off < kPageSize && (off & 1) == 0) page->slots[off >> 1].fn = &Hart::breakpoint_slot;
+      }
+    }
   }
   return page;
+}
+
+void Hart::breakpoint_slot(Hart& h, const DecodedInsn&) {
+  // A hypervisor breakpoint: the monitor first, then the guest's own instruction, decoded
+  // afresh from unmodified memory each time (the slot stays a breakpoint).
+  const uint64_t at = h.pc;
+  const uint64_t gpa = h.m_mem.base() + (h.m_fetch_page_index << kPageShift) + (at & kPageMask);
+  const HookVerdict v = h.hooks->on_breakpoint(h, gpa);
+  if (h.pc != at || h.state.load(std::memory_order_relaxed) != HartState::kRunning) return;  // the monitor moved it
+  if (v == HookVerdict::kDeny) {
+    uint16_t lo;
+    std::memcpy(&lo, h.m_mem.ptr(gpa), 2);
+    h.pc += (lo & 3) == 3 ? 4 : 2;
+    return;
+  }
+  DecodedInsn insn{&Hart::decode_slot, 0, 0, 0, 0, 0};
+  decode_slot(h, insn);
 }
 
 void Hart::decode_slot(Hart& h, const DecodedInsn& d) {
@@ -336,6 +392,7 @@ void Hart::take_trap(uint64_t cause, uint64_t tval, bool interrupt) {
   }
   select_tlb();
   invalidate_fetch();
+  if (watching(watch::kTrap)) [[unlikely]] hooks->on_trap(*this, cause, tval, interrupt);
 }
 
 bool Hart::interrupt_pending_for_wfi() const {
@@ -447,6 +504,7 @@ void Hart::do_mret() {
   select_tlb();
   invalidate_fetch();
   end_slice();  // interrupts may have become enabled
+  if (priv == Priv::U && watching(watch::kReturnToUser)) [[unlikely]] hooks->on_return_to_user(*this);
 }
 
 void Hart::do_sret() {
@@ -463,6 +521,7 @@ void Hart::do_sret() {
   select_tlb();
   invalidate_fetch();
   end_slice();
+  if (priv == Priv::U && watching(watch::kReturnToUser)) [[unlikely]] hooks->on_return_to_user(*this);
 }
 
 void Hart::do_wfi(const DecodedInsn& d) {
@@ -492,6 +551,21 @@ void Hart::do_fence_i() {
 }
 
 void Hart::do_ecall() {
+  if (watch.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+    if (priv == Priv::U && watching(watch::kUserEcall)) {
+      uint64_t value = 0;
+      if (hooks->on_user_ecall(*this, value) != HookVerdict::kContinue) {
+        x[10] = value;  // the system call is skipped; the caller sees `value` returned
+        pc += 4;
+        return;
+      }
+    } else if (priv == Priv::S && watching(watch::kGuestRequest) && x[17] == kGuestRequestEid) {
+      hooks->on_guest_request(*this);
+      pc += 4;
+      end_slice();  // the monitor may have changed memory rights or single-stepping
+      return;
+    }
+  }
   if (priv == Priv::S && builtin_sbi) {
     if (m_platform.sbi_ecall(*this)) {
       pc += 4;

@@ -39,12 +39,67 @@ namespace p2m {
 inline constexpr uint8_t kRead = 1, kWrite = 2, kExec = 4, kAll = 7;
 }
 
-// Told of an access the P2m rights forbid (a monitor's hook; issue "vm_event"). Returns true
-// to let this one access proceed; false delivers an access fault to the guest.
+// What happens to an access the P2m rights forbid, as a monitor decides (vm_event).
+enum class P2mVerdict : uint8_t {
+  kAllow,  // this one access proceeds (rights unchanged)
+  kSkip,   // the access does not happen: a store is dropped, a load reads `value`; the
+           // instruction completes (a monitor's "deny" or "emulate")
+  kFault,  // the guest takes an access fault (as with no monitor)
+};
+
+// Told of an access the P2m rights forbid (src/monitor implements it). For kSkip on a
+// load, `value` is what the load returns. Fetches cannot be skipped (kSkip faults).
 class P2mViolationHandler {
  public:
   virtual ~P2mViolationHandler() = default;
-  virtual bool on_p2m_violation(Hart& hart, uint64_t gpa, uint64_t gva, AccessType type) = 0;
+  virtual P2mVerdict on_p2m_violation(Hart& hart, uint64_t gpa, uint64_t gva, unsigned size, AccessType type,
+                                      uint64_t& value) = 0;
+};
+
+// Events a monitor can watch on a hart (src/monitor implements HartHooks). Each hook sits
+// where its event has exactly one place in the interpreter and is gated by a bit of
+// Hart::watch, so an unwatched hart pays one test of a cached word there and nothing in
+// the instruction loop (DESIGN.md "Hooks are part of the core").
+namespace watch {
+inline constexpr uint32_t kCsrWrite = 1,      // csr_write of any CSR (the hook filters)
+    kUserEcall = 2,                           // ECALL from U-mode (a system call)
+    kReturnToUser = 4,                        // SRET/MRET into U-mode (system call returns)
+    kTrap = 8,                                // every exception and interrupt taken
+    kSingleStep = 16,                         // after every instruction
+    kGuestRequest = 32;                       // ECALL from S-mode with a7 = kGuestRequestEid
+// Breakpoints need no bit: GuestMemory marks their pages (set_breakpoint_page).
+}  // namespace watch
+
+// SBI extension a cooperating guest calls to reach its monitors (vm_event "guest request"):
+// in the vendor-specific range (SBI spec 3 "Extension IDs": 0x09000000-0x09FFFFFF), "VIL".
+// a6 is the function id, a0-a5 its arguments; a0/a1 return the SBI error and value.
+inline constexpr uint64_t kGuestRequestEid = 0x0956494c;
+
+enum class HookVerdict : uint8_t {
+  kContinue,  // proceed as the guest asked
+  kDeny,      // the CSR write / system call / breakpointed instruction does not happen
+  kEmulate,   // CSR write: write `value` instead; system call: skipped, a0 = `value`
+};
+
+class HartHooks {
+ public:
+  virtual ~HartHooks() = default;
+  // Before a CSR write takes effect; `value` may be replaced (kEmulate).
+  virtual HookVerdict on_csr_write(Hart& hart, unsigned csr, uint64_t old_value, uint64_t& value) = 0;
+  // ECALL from U-mode, before the trap; kDeny/kEmulate skip the call with a0 = `value`.
+  virtual HookVerdict on_user_ecall(Hart& hart, uint64_t& value) = 0;
+  // After an xRET landed in U-mode (pc and registers are the user's).
+  virtual void on_return_to_user(Hart& hart) = 0;
+  // After a trap was taken (pc at the handler).
+  virtual void on_trap(Hart& hart, uint64_t cause, uint64_t tval, bool interrupt) = 0;
+  // After each instruction while single-stepping.
+  virtual void on_single_step(Hart& hart) = 0;
+  // SBI guest request (a7 = kGuestRequestEid); sets a0/a1.
+  virtual void on_guest_request(Hart& hart) = 0;
+  // Before the instruction at guest-physical `gpa` (a breakpoint) executes.
+  virtual HookVerdict on_breakpoint(Hart& hart, uint64_t gpa) = 0;
+  // Byte offsets of the breakpoints in the guest-physical page at `page_pa`.
+  virtual void breakpoints_in_page(uint64_t page_pa, std::vector<uint16_t>& offsets) = 0;
 };
 
 // Guest RAM as the harts see it: one contiguous block of host memory with per-page
@@ -82,6 +137,12 @@ class GuestMemory {
   std::atomic<uint64_t> rights_epoch{0};
   P2mViolationHandler* violation_handler = nullptr;
 
+  // Hypervisor breakpoints (vm_event): pages holding at least one. Marking or clearing a
+  // page drops its decoded code, so every hart rebuilds it with (or without) breakpoint
+  // slots before it next executes there; guest memory itself is never modified.
+  bool has_breakpoints(uint64_t index) const { return m_breakpoints[index].load(std::memory_order_relaxed) != 0; }
+  void set_breakpoint_page(uint64_t index, bool on);
+
  private:
   uint8_t* m_host;
   uint64_t m_base;
@@ -89,6 +150,7 @@ class GuestMemory {
   std::unique_ptr<std::atomic<uint32_t>[]> m_gen;
   std::unique_ptr<std::atomic<uint8_t>[]> m_code;
   std::unique_ptr<std::atomic<uint8_t>[]> m_rights;
+  std::unique_ptr<std::atomic<uint8_t>[]> m_breakpoints;
   std::atomic<uint64_t> m_restricted_pages{0};
 };
 
@@ -276,6 +338,15 @@ class Hart {
   // No firmware in M-mode: S-mode ECALLs go to the platform's SBI and STIP follows stimecmp.
   bool builtin_sbi = false;
 
+  // ---- vm_event (src/monitor) ----
+  // `hooks` is set before any bit of `watch` (watch:: bits); both from any thread. A change
+  // of kSingleStep or kBreakpoint applies from the next slice.
+  HartHooks* hooks = nullptr;
+  std::atomic<uint32_t> watch{0};
+  bool watching(uint32_t bits) const { return (watch.load(std::memory_order_relaxed) & bits) != 0; }
+  // CSR access with M-mode rights for tools (monitors reading old values, setting registers).
+  bool csr_read_as_machine(unsigned num, uint64_t& value);
+
  private:
   friend struct HartTestAccess;
   static constexpr unsigned kTlbSize = 256;
@@ -305,8 +376,9 @@ class Hart {
   uint64_t translate(uint64_t va, AccessType type, Priv mode, bool sum, bool mxr, uint64_t& pa,
                      bool& cacheable, bool update_ad = true);
   bool pmp_allows(uint64_t pa, uint64_t len, AccessType type, Priv mode, bool& whole_page) const;
-  // P2m check for an access to RAM at `pa` (from `va`); may consult the violation handler.
-  bool p2m_allows(uint64_t pa, uint64_t va, unsigned size, AccessType type);
+  // An access to RAM at `pa` (from `va`) the P2m rights forbid: asks the violation handler
+  // (raising the access fault itself for kFault; fetches are never skipped).
+  P2mVerdict p2m_violation(uint64_t pa, uint64_t va, unsigned size, AccessType type, uint64_t& value);
   bool load_slow(uint64_t va, unsigned size, uint64_t& out);
   bool store_slow(uint64_t va, unsigned size, uint64_t value);
   // Access of up to 8 bytes within one page; on failure raises the trap and returns false.
@@ -321,6 +393,10 @@ class Hart {
   void apply_requests();
   DecodedPage* decoded_page_for(uint64_t page_index);
   static void decode_slot(Hart& h, const DecodedInsn& d);
+  static void breakpoint_slot(Hart& h, const DecodedInsn& d);
+  ExitReason run_single_stepping(uint64_t budget);
+  bool csr_write_watched(unsigned num, uint64_t value);
+  bool csr_write_unwatched(unsigned num, uint64_t value);
   void raise_fetch_fault(uint64_t cause_plus_one, uint64_t va);
 
   unsigned m_hartid;
@@ -358,6 +434,9 @@ class Hart {
   int64_t m_budget = 0;
   int64_t m_slice_len = 0;
   uint64_t m_instret = 0;
+
+  // Where a skipped atomic (P2mVerdict::kSkip) reads and writes instead of guest memory.
+  alignas(8) uint64_t m_skip_sink = 0;
 
   std::atomic<uint32_t> m_requests{0};
   std::mutex m_sleep_mutex;

@@ -187,7 +187,16 @@ bool Hart::access_page(uint64_t va, unsigned size, AccessType type, uint64_t& va
     const uint64_t index = m_mem.page_index(pa);
     const uint8_t need = type == AccessType::kWrite ? p2m::kWrite : p2m::kRead;
     const bool p2m_ok = m_mem.allows(pa, size, need);
-    if (!p2m_ok && !p2m_allows(pa, va, size, type)) return false;
+    if (!p2m_ok) {
+      uint64_t emulated = 0;
+      switch (p2m_violation(pa, va, size, type, emulated)) {
+        case P2mVerdict::kAllow: break;
+        case P2mVerdict::kFault: return false;
+        case P2mVerdict::kSkip:
+          if (type != AccessType::kWrite) value = size < 8 ? emulated & ((1ull << (8 * size)) - 1) : emulated;
+          return true;
+      }
+    }
     uint8_t* host = m_mem.ptr(pa);
     if (type == AccessType::kWrite) {
       if (m_mem.page_has_code(index)) {
@@ -224,16 +233,15 @@ bool Hart::access_page(uint64_t va, unsigned size, AccessType type, uint64_t& va
   return true;
 }
 
-bool Hart::p2m_allows(uint64_t pa, uint64_t va, unsigned size, AccessType type) {
+P2mVerdict Hart::p2m_violation(uint64_t pa, uint64_t va, unsigned size, AccessType type, uint64_t& value) {
   // A forbidden access goes to the monitor if one is attached; otherwise (or if it says
-  // no) the guest sees an access fault, as on Xen without a listener: no host memory is
+  // so) the guest sees an access fault, as on Xen without a listener: no host memory is
   // touched either way.
-  (void)size;
-  if (m_mem.violation_handler != nullptr && m_mem.violation_handler->on_p2m_violation(*this, pa, va, type)) {
-    return true;
-  }
-  raise_exception(access_fault_for(type), va);
-  return false;
+  P2mVerdict v = P2mVerdict::kFault;
+  if (m_mem.violation_handler != nullptr) v = m_mem.violation_handler->on_p2m_violation(*this, pa, va, size, type, value);
+  if (v == P2mVerdict::kSkip && type == AccessType::kFetch) v = P2mVerdict::kFault;
+  if (v == P2mVerdict::kFault) raise_exception(access_fault_for(type), va);
+  return v;
 }
 
 bool Hart::load_slow(uint64_t va, unsigned size, uint64_t& out) {
@@ -295,7 +303,17 @@ uint8_t* Hart::atomic_pointer(uint64_t va, unsigned size, bool for_write) {
     return nullptr;
   }
   const uint8_t need = for_write ? (p2m::kRead | p2m::kWrite) : p2m::kRead;
-  if (!m_mem.allows(pa, size, need) && !p2m_allows(pa, va, size, type)) return nullptr;
+  if (!m_mem.allows(pa, size, need)) {
+    uint64_t emulated = 0;
+    switch (p2m_violation(pa, va, size, type, emulated)) {
+      case P2mVerdict::kAllow: break;
+      case P2mVerdict::kFault: return nullptr;
+      case P2mVerdict::kSkip:
+        // The atomic works on a private word: guest memory is neither read nor written.
+        m_skip_sink = emulated;
+        return reinterpret_cast<uint8_t*>(&m_skip_sink);
+    }
+  }
   if (for_write) {
     m_mem.note_write(pa, size);
     if (m_mem.page_index(pa) == m_fetch_page_index) invalidate_fetch();

@@ -135,7 +135,30 @@ bool Hart::csr_read(unsigned num, uint64_t& value) {
   return false;
 }
 
+bool Hart::csr_read_as_machine(unsigned num, uint64_t& value) {
+  const Priv p = priv;
+  priv = Priv::M;
+  const bool ok = csr_read(num, value);
+  priv = p;
+  return ok;
+}
+
 bool Hart::csr_write(unsigned num, uint64_t value) {
+  if (watching(watch::kCsrWrite)) [[unlikely]] return csr_write_watched(num, value);
+  return csr_write_unwatched(num, value);
+}
+
+bool Hart::csr_write_watched(unsigned num, uint64_t value) {
+  // Only writes that would succeed are reported, with the value the CSR reads before them.
+  uint64_t old = 0;
+  if (static_cast<unsigned>(priv) < ((num >> 8) & 3) || (num >> 10) == 3 || !csr_read(num, old)) {
+    return csr_write_unwatched(num, value);
+  }
+  if (hooks->on_csr_write(*this, num, old, value) == HookVerdict::kDeny) return true;  // retires, writes nothing
+  return csr_write_unwatched(num, value);
+}
+
+bool Hart::csr_write_unwatched(unsigned num, uint64_t value) {
   if (static_cast<unsigned>(priv) < ((num >> 8) & 3)) return false;
   if ((num >> 10) == 3) return false;  // read-only CSR
   switch (num) {
