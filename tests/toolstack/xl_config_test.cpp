@@ -31,6 +31,8 @@ kernel = "/boot/Image"
 ramdisk = '/boot/initrd.gz'
 extra = "console=ttyS0 root=/dev/vda rw # kept, it is inside a string"
 firmware = "/usr/lib/opensbi/fw_dynamic.bin"
+system_map = "/boot/System.map"
+kernel_btf = "/boot/vmlinux.btf"
 disk = [ "/img/root.raw",
          "format=raw, vdev=xvdb, access=ro, target=/img/data,with,commas.raw",
          "/img/scratch.raw,raw,xvdc,rw",   # positional
@@ -51,8 +53,8 @@ cpus = [ "0-1", "2,4-5" ]
 // Compares every field. The structured bindings stop compiling when a struct gains a field, so this
 // comparison cannot silently fall behind DomainConfig.
 void expect_same(const DomainConfig& a, const DomainConfig& b) {
-  const auto& [name, memory_mib, vcpus, kernel, ramdisk, extra, firmware, disks, nics, rng, on_poweroff,
-               on_reboot, on_crash, cpu_weight, cap, cpu_pins] = a;
+  const auto& [name, memory_mib, vcpus, kernel, ramdisk, extra, firmware, system_map, kernel_btf, disks, nics, rng,
+               on_poweroff, on_reboot, on_crash, cpu_weight, cap, cpu_pins] = a;
   EXPECT_EQ(name, b.name);
   EXPECT_EQ(memory_mib, b.memory_mib);
   EXPECT_EQ(vcpus, b.vcpus);
@@ -60,6 +62,8 @@ void expect_same(const DomainConfig& a, const DomainConfig& b) {
   EXPECT_EQ(ramdisk, b.ramdisk);
   EXPECT_EQ(extra, b.extra);
   EXPECT_EQ(firmware, b.firmware);
+  EXPECT_EQ(system_map, b.system_map);
+  EXPECT_EQ(kernel_btf, b.kernel_btf);
   auto disk_fields = [](const DiskConfig& d) {
     const auto& [path, read_only, vdev] = d;
     return std::tie(path, read_only, vdev);
@@ -111,6 +115,8 @@ TEST(XlConfig, FullConfigSetsEveryField) {
   EXPECT_EQ(c.ramdisk, "/boot/initrd.gz");
   EXPECT_EQ(c.extra, "console=ttyS0 root=/dev/vda rw # kept, it is inside a string");
   EXPECT_EQ(c.firmware, "/usr/lib/opensbi/fw_dynamic.bin");
+  EXPECT_EQ(c.system_map, "/boot/System.map");
+  EXPECT_EQ(c.kernel_btf, "/boot/vmlinux.btf");
   ASSERT_EQ(c.disks.size(), 3u);
   EXPECT_EQ(c.disks[0].path, "/img/root.raw");
   EXPECT_FALSE(c.disks[0].read_only);
@@ -552,6 +558,7 @@ TEST_F(XlConfigFiles, RelativePathsResolveAgainstTheConfigDirectory) {
                                  "kernel = \"Image\"\n"
                                  "ramdisk = \"boot/initrd.gz\"\n"
                                  "firmware = \"/usr/lib/opensbi/fw_dynamic.bin\"\n"
+                                 "system_map = \"System.map\"\n"
                                  "disk = [ \"../images/root.raw\", \"format=raw, target=/abs/data.raw\" ]\n");
   auto config = load_xl_config(path);
   ASSERT_TRUE(config.has_value()) << config.error().message;
@@ -559,6 +566,8 @@ TEST_F(XlConfigFiles, RelativePathsResolveAgainstTheConfigDirectory) {
   EXPECT_EQ(config->kernel, (vm / "Image").string());
   EXPECT_EQ(config->ramdisk, (vm / "boot/initrd.gz").string());
   EXPECT_EQ(config->firmware, "/usr/lib/opensbi/fw_dynamic.bin");  // absolute: untouched
+  EXPECT_EQ(config->system_map, (vm / "System.map").string());
+  EXPECT_EQ(config->kernel_btf, "");  // unset: introspection looks next to the kernel
   ASSERT_EQ(config->disks.size(), 2u);
   EXPECT_EQ(config->disks[0].path, (vm / "../images/root.raw").string());
   EXPECT_EQ(config->disks[1].path, "/abs/data.raw");
