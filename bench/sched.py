@@ -133,6 +133,18 @@ class Vigild:
         try:
             s.connect(self.sock)
             s.sendall((json.dumps({"op": "console", "domain": domain}) + "\n").encode())
+            # The answer line first (vigild's API thread may be slow to get a core on a
+            # loaded host: wait up to 5 s for it), then whatever history follows in `wait`.
+            end = time.monotonic() + 5
+            while time.monotonic() < end and b"\n" not in buf:
+                s.settimeout(max(0.01, end - time.monotonic()))
+                try:
+                    d = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not d:
+                    break
+                buf += d
             end = time.monotonic() + wait
             while time.monotonic() < end:
                 s.settimeout(max(0.01, end - time.monotonic()))

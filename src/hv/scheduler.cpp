@@ -1,12 +1,18 @@
 #include "hv/scheduler.h"
 
-#include "base/sandbox.h"
-
 #include <algorithm>
+#include <limits>
+
+#include "base/sandbox.h"
 
 namespace vigil::hv {
 
 namespace {
+
+// How far below zero a vCPU's credit may go (in periods): debt from a long step is paid
+// back, but a vCPU cannot be starved for longer than this after a host hiccup.
+constexpr int64_t kMaxDebtPeriods = 4;
+
 constexpr int64_t ns_of(std::chrono::nanoseconds d) { return d.count(); }
 }  // namespace
 
@@ -180,13 +186,22 @@ void Scheduler::refill_if_due(Clock::time_point now) {
   }
   const int64_t period = ns_of(kPeriod);
   const int64_t pool = period * static_cast<int64_t>(workers());
+  int64_t top = std::numeric_limits<int64_t>::min();
   for (Dom* d : active) {
     const int64_t share = static_cast<int64_t>(static_cast<uint64_t>(pool) * d->params.weight / total_weight);
     const int64_t per_vcpu = share / static_cast<int64_t>(d->vcpus.size());
     for (Vcpu& v : d->vcpus) {
-      // Bounded both ways so neither an idle nor a greedy vCPU hoards history.
-      v.credit_ns = std::clamp<int64_t>(v.credit_ns + per_vcpu, -period, period);
+      v.credit_ns += per_vcpu;
+      top = std::max(top, v.credit_ns);
     }
+  }
+  // Bounded so that no vCPU hoards history, but by shifting every active vCPU by the same
+  // amount rather than clamping each: when the host steals time from the workers, income
+  // and charges drift apart, and clamping each vCPU at the same ceiling (or floor) would
+  // erase exactly the differences the weights make, turning the schedule into round robin.
+  const int64_t shift = top > period ? top - period : 0;
+  for (Dom* d : active) {
+    for (Vcpu& v : d->vcpus) v.credit_ns = std::max<int64_t>(v.credit_ns - shift, -kMaxDebtPeriods * period);
   }
 }
 
