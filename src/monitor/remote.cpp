@@ -1,0 +1,206 @@
+// The out-of-process monitor transport (remote.h).
+#include "monitor/remote.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace vigil::monitor {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+// Lines longer than this end the session (the longest legitimate answer is a few hundred bytes).
+constexpr size_t kMaxLine = 64 * 1024;
+
+void cpu_relax() { __builtin_ia32_pause(); }
+}  // namespace
+
+std::shared_ptr<RemoteSession> RemoteSession::start(Hub& hub, int fd, std::string name, Options options) {
+  auto s = std::make_shared<RemoteSession>(hub, fd, std::move(options));
+  std::weak_ptr<RemoteSession> weak = s;
+  s->m_monitor = hub.attach(std::move(name), [weak](const Event& ev) {
+    if (auto session = weak.lock()) return session->on_event(ev);
+    return Response{};
+  });
+  return s;
+}
+
+RemoteSession::RemoteSession(Hub& hub, int fd, Options options) : m_hub(hub), m_fd(fd), m_options(std::move(options)) {
+  // Non-blocking: a vCPU never blocks in write(), and serve() polls.
+  const int flags = ::fcntl(m_fd, F_GETFL);
+  if (flags >= 0) ::fcntl(m_fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+RemoteSession::~RemoteSession() {
+  finish("session closed");
+  ::close(m_fd);
+}
+
+std::string RemoteSession::end_reason() {
+  std::lock_guard lock(m_wait_mutex);
+  return m_end_reason;
+}
+
+void RemoteSession::finish(std::string reason) {
+  {
+    std::lock_guard lock(m_wait_mutex);
+    if (m_dead.exchange(true, std::memory_order_acq_rel)) return;
+    m_end_reason = std::move(reason);
+  }
+  m_wait_cv.notify_all();
+  if (m_monitor) m_monitor->detach();
+}
+
+bool RemoteSession::write_line(const std::string& line, bool wait, Clock::time_point deadline) {
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(m_fd, line.data() + done, line.size() - done);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN && (wait || done > 0) && Clock::now() < deadline && !dead()) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      continue;
+    }
+    if (done > 0) finish("the monitor stopped reading in the middle of an event");
+    return false;
+  }
+  return true;
+}
+
+Response RemoteSession::on_event(const Event& ev) {
+  if (dead()) return {};
+  Json j = to_json(ev);
+  if (m_options.annotate) m_options.annotate(ev, j);
+  const auto deadline = Clock::now() + m_options.timeout;
+  Waiter w;
+  if (ev.sync) {
+    std::lock_guard lock(m_wait_mutex);
+    m_waiters[ev.seq] = &w;
+  }
+  bool sent = false;
+  {
+    std::lock_guard lock(m_write_mutex);
+    const uint64_t lost = m_lost.load(std::memory_order_relaxed);
+    if (lost != m_lost_reported) j["lost"] = lost;
+    const std::string line = j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+    sent = write_line(line, ev.sync, deadline);
+    if (sent) m_lost_reported = lost;
+  }
+  if (!ev.sync) {
+    if (!sent) m_lost.fetch_add(1, std::memory_order_relaxed);
+    return {};
+  }
+  if (sent) {
+    // The answer usually comes back within microseconds: spin before sleeping.
+    const auto spin_end = Clock::now() + kSpin;
+    while (!w.done.load(std::memory_order_acquire) && Clock::now() < spin_end) cpu_relax();
+  }
+  std::unique_lock lock(m_wait_mutex);
+  if (sent && !w.done.load(std::memory_order_acquire)) {
+    m_wait_cv.wait_until(lock, deadline, [&] { return w.done.load(std::memory_order_acquire) || dead(); });
+  }
+  m_waiters.erase(ev.seq);
+  const bool answered = w.done.load(std::memory_order_acquire);
+  lock.unlock();
+  if (!answered) {
+    finish(sent ? fmt::format("no answer to event {} within {} ms", ev.seq, m_options.timeout.count())
+                : "cannot send events to the monitor");
+    return {};
+  }
+  return w.response;
+}
+
+void RemoteSession::handle_line(const std::string& line) {
+  const Json j = Json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return finish("the monitor sent a line that is not a JSON object");
+  if (auto seq = j.find("seq"); seq != j.end()) {
+    auto r = response_from_json(j);
+    auto n = number_from_json(*seq, "seq");
+    if (!r || !n) return finish(fmt::format("malformed answer: {}", !r ? r.error().message : n.error().message));
+    {
+      std::lock_guard lock(m_wait_mutex);
+      auto it = m_waiters.find(*n);
+      if (it == m_waiters.end()) return;  // late (the vCPU gave up) or for an asynchronous event
+      it->second->response = std::move(*r);
+      it->second->done.store(true, std::memory_order_release);
+    }
+    m_wait_cv.notify_all();
+    return;
+  }
+  auto cmd_it = j.find("cmd");
+  if (cmd_it == j.end() || !cmd_it->is_string()) return finish("the monitor sent neither an answer nor a command");
+  const std::string cmd = cmd_it->get<std::string>();
+  Json ack = {{"ack", cmd}, {"ok", true}};
+  auto fail = [&](const std::string& why) {
+    ack["ok"] = false;
+    ack["error"] = why;
+  };
+  auto num = [&](const char* key) -> std::optional<uint64_t> {
+    auto it = j.find(key);
+    if (it == j.end()) return std::nullopt;
+    auto v = number_from_json(*it, key);
+    return v ? std::optional<uint64_t>(*v) : std::nullopt;
+  };
+  Monitor& m = *m_monitor;
+  if (cmd == "subscribe") {
+    auto s = subscription_from_json(j.value("subscription", Json::object()));
+    if (s) m.subscribe(*s);
+    else fail(s.error().message);
+  } else if (cmd == "unsubscribe") {
+    auto t = event_type_from(j.value("type", ""));
+    if (t) m.unsubscribe(*t);
+    else fail("unknown event type");
+  } else if (cmd == "rights") {
+    auto gpa = num("gpa"), len = num("length");
+    auto r = rights_from_string(j.value("rights", "rwx"));
+    if (!gpa || !len || !r || !m.set_rights(*gpa, *len, *r)) fail("rights needs gpa and length inside guest RAM and rights like \"r-x\"");
+  } else if (cmd == "breakpoint") {
+    auto gpa = num("gpa");
+    if (!gpa) fail("breakpoint needs gpa");
+    else if (j.value("remove", false)) m.remove_breakpoint(*gpa);
+    else if (!m.add_breakpoint(*gpa, num("gva").value_or(0))) fail("no guest RAM at that gpa (or it is odd)");
+  } else if (cmd == "singlestep") {
+    auto v = num("vcpu");
+    if (!v || *v >= m_hub.vcpu_count()) fail("singlestep needs a vcpu number");
+    else m.set_single_step(static_cast<uint32_t>(*v), j.value("on", true));
+  } else {
+    fail(fmt::format("unknown command \"{}\"", cmd));
+  }
+  std::lock_guard lock(m_write_mutex);
+  write_line(ack.dump() + "\n", true, Clock::now() + m_options.timeout);
+}
+
+void RemoteSession::serve(const std::atomic<bool>& stop) {
+  std::string buf;
+  char chunk[4096];
+  while (!stop.load(std::memory_order_acquire) && !dead()) {
+    pollfd p{m_fd, POLLIN, 0};
+    const int r = ::poll(&p, 1, 100);
+    if (r < 0 && errno != EINTR) break;
+    if (r <= 0) continue;
+    const ssize_t n = ::recv(m_fd, chunk, sizeof(chunk), 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) {
+      finish("the monitor closed its connection");
+      break;
+    }
+    buf.append(chunk, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos && !dead()) {
+      handle_line(buf.substr(0, nl));
+      buf.erase(0, nl + 1);
+    }
+    if (buf.size() > kMaxLine) finish("the monitor sent an over-long line");
+  }
+  finish(stop.load() ? "vigild is stopping" : "session ended");
+}
+
+}  // namespace vigil::monitor
