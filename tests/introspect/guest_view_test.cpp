@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <atomic>
+#include <random>
 #include <string>
+#include <thread>
 
 #include "fake_guest.h"
 
@@ -147,6 +150,56 @@ TEST_P(Walk, HostilePageTables) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, Walk, ::testing::Values(sv::kModeSv39, sv::kModeSv48),
                          [](const auto& info) { return info.param == sv::kModeSv39 ? "Sv39" : "Sv48"; });
+
+// Page tables of random words, rewritten by another thread while we walk them (a guest that
+// runs while it is read): every walk ends with a translation or an error, every read stays in
+// RAM (ASan checks that in scripts/sanitize.sh), and nothing hangs.
+TEST(GuestView, RandomAndChangingPageTablesNeverEscapeRam) {
+  FakeGuest g(1 << 20);
+  auto v = g.view();
+  std::mt19937_64 rng(42);
+  const uint64_t pages = g.memory().size() / riscv::kPageSize;
+  auto random_pte = [&](std::mt19937_64& r) {
+    const uint64_t word = r();
+    switch (word % 4) {
+      case 0: return word;  // anything at all
+      case 1: return FakeGuest::pte(kBase + (r() % pages) * riscv::kPageSize, sv::kPteV);  // a table in RAM
+      case 2: return FakeGuest::pte(kBase + (r() % pages) * riscv::kPageSize, sv::kPteV | sv::kPteR);  // leaf
+      default: return FakeGuest::pte(r() & ((1ull << 56) - 1), sv::kPteV | (r() & 0xe));  // anywhere
+    }
+  };
+  for (uint64_t pa = kBase; pa < kBase + g.memory().size(); pa += 8) g.put64(pa, random_pte(rng));
+
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::mt19937_64 r(7);
+    while (!stop.load(std::memory_order_relaxed)) {
+      const uint64_t at = kBase + (r() % (g.memory().size() / 8)) * 8;
+      __atomic_store_n(reinterpret_cast<uint64_t*>(g.memory().ptr(at)), random_pte(r), __ATOMIC_RELAXED);
+    }
+  });
+  size_t translated = 0, refused = 0;
+  uint8_t buf[64];
+  for (int i = 0; i < 20000; ++i) {
+    const uint64_t mode = (i & 1) ? sv::kModeSv39 : sv::kModeSv48;
+    const uint64_t satp = make_satp(mode, kBase + (rng() % pages) * riscv::kPageSize);
+    const unsigned va_bits = mode == sv::kModeSv39 ? 39 : 48;
+    const uint64_t va = static_cast<uint64_t>(static_cast<int64_t>(rng() << (64 - va_bits)) >> (64 - va_bits));
+    auto t = v.translate(satp, va);
+    (t ? translated : refused)++;
+    if (t) {
+      EXPECT_TRUE(t->page_size == 4096 || t->page_size == 2u << 20 || t->page_size == 1u << 30 ||
+                  t->page_size == 1ull << 39);
+      EXPECT_EQ(t->pa & (t->page_size - 1), va & (t->page_size - 1));
+    }
+    auto r = v.read_virt(satp, va, buf);  // may straddle into another page: both checked
+    (void)r;
+  }
+  stop = true;
+  writer.join();
+  EXPECT_GT(translated, 0u);
+  EXPECT_GT(refused, 0u);
+}
 
 TEST(GuestView, ReservedSatpMode) {
   FakeGuest g;
