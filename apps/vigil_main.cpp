@@ -14,6 +14,7 @@
 
 #include "base/sandbox.h"
 #include "cli_introspect.h"
+#include "cli_monitor.h"
 #include "machine/machine.h"
 #include "toolstack/api.h"
 
@@ -214,9 +215,11 @@ int main(int argc, char** argv) {
   sched->add_option("-c,--cap", cap, "cap in percent of one CPU (0 = none)");
 
   const auto run_introspect = vigil::cli::add_introspect_commands(app, socket);
+  const auto run_monitor = vigil::cli::add_monitor_commands(app, socket);
 
   CLI11_PARSE(app, argc, argv);
   if (auto rc = run_introspect()) return *rc;
+  if (auto rc = run_monitor()) return *rc;
 
   for (const std::string& d : disks) {
     const bool ro = d.size() > 3 && d.ends_with(",ro");

@@ -75,6 +75,11 @@ bool RemoteSession::write_line(const std::string& line, bool wait, Clock::time_p
   return true;
 }
 
+bool RemoteSession::send(const Json& line) {
+  std::lock_guard lock(m_write_mutex);
+  return write_line(line.dump() + "\n", true, Clock::now() + m_options.timeout);
+}
+
 Response RemoteSession::on_event(const Event& ev) {
   if (dead()) return {};
   Json j = to_json(ev);
@@ -174,14 +179,13 @@ void RemoteSession::handle_line(const std::string& line) {
   } else {
     fail(fmt::format("unknown command \"{}\"", cmd));
   }
-  std::lock_guard lock(m_write_mutex);
-  write_line(ack.dump() + "\n", true, Clock::now() + m_options.timeout);
+  send(ack);
 }
 
-void RemoteSession::serve(const std::atomic<bool>& stop) {
+void RemoteSession::serve(const std::function<bool()>& keep_going) {
   std::string buf;
   char chunk[4096];
-  while (!stop.load(std::memory_order_acquire) && !dead()) {
+  while (!dead() && keep_going()) {
     pollfd p{m_fd, POLLIN, 0};
     const int r = ::poll(&p, 1, 100);
     if (r < 0 && errno != EINTR) break;
@@ -200,7 +204,7 @@ void RemoteSession::serve(const std::atomic<bool>& stop) {
     }
     if (buf.size() > kMaxLine) finish("the monitor sent an over-long line");
   }
-  finish(stop.load() ? "vigild is stopping" : "session ended");
+  finish("the session was closed (its domain went away or vigild is stopping)");
 }
 
 }  // namespace vigil::monitor

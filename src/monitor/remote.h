@@ -63,10 +63,13 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   RemoteSession& operator=(const RemoteSession&) = delete;
 
   Monitor& monitor() { return *m_monitor; }
-  // Serves the socket until the client goes away, `stop` becomes true, or the session dies
-  // (timeout, malformed answer); then detaches the monitor and releases waiting vCPUs.
-  void serve(const std::atomic<bool>& stop);
+  // Serves the socket until the client goes away, `keep_going` (asked every 100 ms) says
+  // no, or the session dies (timeout, malformed answer); then detaches the monitor and
+  // releases waiting vCPUs.
+  void serve(const std::function<bool()>& keep_going);
   bool dead() const { return m_dead.load(std::memory_order_acquire); }
+  // Sends a line of the session's own (vigild's {"ready": true} once it is set up).
+  bool send(const Json& line);
   // Why the session ended ("" while it runs).
   std::string end_reason();
   uint64_t lost() const { return m_lost.load(std::memory_order_relaxed); }

@@ -61,7 +61,7 @@ class RemoteTest : public CpuTest {
   }
   void start(std::chrono::milliseconds timeout) {
     session = RemoteSession::start(*hub, server_fd, "remote", {.timeout = timeout});
-    server = std::thread([this] { session->serve(stop); });
+    server = std::thread([this] { session->serve([this] { return !stop.load(); }); });
   }
   // S-mode: csrw stvec, t0 then addi a0, zero, 7.
   void run_csr_write() {

@@ -1,0 +1,38 @@
+// vigild's vm_event verbs: out-of-process monitors (src/monitor behind the JSON API).
+//
+//   {"op": "monitor-open", "domain": D,
+//    "events": [<subscription>, ...],        monitor/json.h, e.g. {"type": "syscall", "numbers": [64]}
+//    "pid"?: N,                              adds "this process's satp" to every subscription's filter
+//    "breakpoints"?: [{"symbol": S} | {"va": A} | {"gpa": A}, ...],   symbols from System.map
+//    "protect"?: [{"symbol": S, "length": L} | {"from": S, "to": S} | {"va"|"gpa": A, "length": L}, ...],
+//    "rights"?: "r-x",                       what protected ranges keep (default: all but write)
+//    "kernel_text"?: bool,                   protect _stext.._etext and sys_call_table
+//    "singlestep"?: [vCPU, ...], "timeout_ms"?: T (default 1500), "name"?: S}
+//     -> {"ok": true, "session": N, "socket": NAME, "protected": [...], "breakpoints": [...]}
+//   {"op": "monitor-list", "domain": D} -> {"sessions": [{session, name, state, events, lost, end_reason}]}
+//
+// NAME is a Unix socket in the abstract namespace (connect to "\0" + NAME), made for this
+// session alone and checked like the control socket (peer uid must be vigild's or root).
+// Connect within kAcceptTimeout; the first line is {"ready": true, "session": N} once
+// everything is in place, then the socket carries events and answers as JSON lines
+// (monitor/remote.h). Everything the session set up (subscriptions, rights,
+// breakpoints) goes when the connection does, when it stops answering for `timeout_ms`,
+// or when its domain goes away. Guest virtual addresses are translated through the
+// kernel's page tables (found as `vigil ps` finds them).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "hv/domain_manager.h"
+#include "toolstack/api.h"
+
+namespace vigil::toolstack {
+
+inline constexpr auto kAcceptTimeout = std::chrono::seconds(10);
+
+// The answer if `op` is a monitor verb, nullopt otherwise.
+std::optional<Json> handle_monitor_request(hv::DomainManager& manager, const std::string& op, const Json& req);
+
+}  // namespace vigil::toolstack

@@ -1,0 +1,41 @@
+// The client side of an out-of-process monitor session (toolstack/api_monitor.h): opens a
+// session through vigild's control API, connects to its socket, reads events and answers
+// them. Used by `vigil monitor|trace|protect` and the benchmarks.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "base/error.h"
+#include "monitor/json.h"
+#include "toolstack/api.h"
+
+namespace vigil::toolstack {
+
+class MonitorClient {
+ public:
+  // Sends `request` (op monitor-open, filled in by the caller) and connects to the session.
+  static Result<MonitorClient> open(const std::string& api_socket, Json request);
+  // Connects to a session socket by its abstract name (tests, benchmarks).
+  static Result<MonitorClient> connect(const std::string& abstract_name);
+  MonitorClient(MonitorClient&& other) noexcept;
+  MonitorClient& operator=(MonitorClient&&) = delete;
+  MonitorClient(const MonitorClient&) = delete;
+  ~MonitorClient();
+
+  // vigild's answer to monitor-open (session id, protected ranges, breakpoints).
+  const Json& opened() const { return m_opened; }
+  // The next event or command acknowledgement; an error when the session ended.
+  Result<Json> next();
+  // Answers the synchronous event `seq`.
+  Result<void> answer(uint64_t seq, monitor::Action action, const Json& extra = Json::object());
+  Result<void> send(const Json& line);
+
+ private:
+  explicit MonitorClient(int fd) : m_fd(fd) {}
+  int m_fd = -1;
+  std::string m_buf;
+  Json m_opened;
+};
+
+}  // namespace vigil::toolstack
