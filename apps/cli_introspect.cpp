@@ -55,7 +55,8 @@ int ps(const IntrospectClient& client, bool json) {
     if (!v.online) {
       std::printf("vCPU %u: offline\n", v.vcpu);
     } else if (v.pid) {
-      std::printf("vCPU %u: %s-mode, pid %d (%s), pc %s\n", v.vcpu, v.mode.c_str(), *v.pid, v.comm.c_str(), v.pc.c_str());
+      std::printf("vCPU %u: %s-mode, pid %d (%s), pc %s\n", v.vcpu, v.mode.c_str(), *v.pid, v.comm.c_str(),
+                  v.pc.c_str());
     } else {
       std::printf("vCPU %u: %s-mode, pc %s, current task unknown: %s\n", v.vcpu, v.mode.c_str(), v.pc.c_str(),
                   v.error.c_str());
@@ -72,16 +73,19 @@ std::function<std::optional<int>()> add_introspect_commands(CLI::App& app, const
     c->add_option("--satp", o->satp, "walk these page tables (a satp value)");
     c->add_option("--pid", o->pid, "walk this process's page tables (default: the kernel's)");
   };
-  CLI::App* ps_cmd = app.add_subcommand("ps", "List a domain's processes from outside (no agent in the guest)");
+  CLI::App* ps_cmd =
+      app.add_subcommand("ps", "List a domain's processes from outside (no agent in the guest)");
   ps_cmd->add_option("domain", o->domain, "domain name or id")->required();
   ps_cmd->add_flag("--json", o->json, "print vigild's JSON answer");
-  CLI::App* translate = app.add_subcommand("translate", "Translate a guest-virtual address through the guest's page tables");
+  CLI::App* translate =
+      app.add_subcommand("translate", "Translate a guest-virtual address through the guest's page tables");
   translate->add_option("domain", o->domain, "domain name or id")->required();
   translate->add_option("address", o->address, "guest-virtual address (0x... or decimal)")->required();
   add_space_options(translate);
   CLI::App* dump = app.add_subcommand("dump-memory", "Hex dump of guest memory");
   dump->add_option("domain", o->domain, "domain name or id")->required();
-  dump->add_option("address", o->address, "guest-virtual (or with --physical, guest-physical) address")->required();
+  dump->add_option("address", o->address, "guest-virtual (or with --physical, guest-physical) address")
+      ->required();
   dump->add_option("length", o->length, "bytes (default 64)");
   dump->add_flag("--physical", o->physical, "the address is guest-physical");
   add_space_options(dump);
@@ -107,8 +111,8 @@ std::function<std::optional<int>()> add_introspect_commands(CLI::App& app, const
       if (!t) return fail(t.error());
       std::printf("va %#llx -> pa %#llx (level %u, %llu KiB page, pte %#llx, satp %#llx)\n",
                   static_cast<unsigned long long>(t->va), static_cast<unsigned long long>(t->pa), t->level,
-                  static_cast<unsigned long long>(t->page_size >> 10), static_cast<unsigned long long>(t->pte),
-                  static_cast<unsigned long long>(t->satp));
+                  static_cast<unsigned long long>(t->page_size >> 10),
+                  static_cast<unsigned long long>(t->pte), static_cast<unsigned long long>(t->satp));
       return 0;
     }
     if (*dump) {
@@ -123,7 +127,8 @@ std::function<std::optional<int>()> add_introspect_commands(CLI::App& app, const
           hexpart += fmt::format("{:02x} ", (*data)[j]);
           text += ((*data)[j] >= 0x20 && (*data)[j] < 0x7f) ? static_cast<char>((*data)[j]) : '.';
         }
-        std::printf("%016llx  %-48s %s\n", static_cast<unsigned long long>(*addr + i), hexpart.c_str(), text.c_str());
+        std::printf("%016llx  %-48s %s\n", static_cast<unsigned long long>(*addr + i), hexpart.c_str(),
+                    text.c_str());
       }
       return 0;
     }
@@ -132,10 +137,11 @@ std::function<std::optional<int>()> add_introspect_commands(CLI::App& app, const
       auto s = addr && o->address.starts_with("0x") ? client.symbol_at(*addr) : client.symbol(o->address);
       if (!s) return fail(s.error());
       if (s->offset) {
-        std::printf("%#llx %s+%#llx\n", static_cast<unsigned long long>(s->address + s->offset), s->name.c_str(),
-                    static_cast<unsigned long long>(s->offset));
+        std::printf("%#llx %s+%#llx\n", static_cast<unsigned long long>(s->address + s->offset),
+                    s->name.c_str(), static_cast<unsigned long long>(s->offset));
       } else {
-        std::printf("%#llx %s %s\n", static_cast<unsigned long long>(s->address), s->type.c_str(), s->name.c_str());
+        std::printf("%#llx %s %s\n", static_cast<unsigned long long>(s->address), s->type.c_str(),
+                    s->name.c_str());
       }
       return 0;
     }

@@ -10,9 +10,9 @@
 // Every failure raises vigil_introspect.Error with vigild's one-sentence reason.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <unistd.h>
 
 #include <cstdlib>
-#include <unistd.h>
 
 #include "toolstack/introspect_client.h"
 
@@ -49,7 +49,9 @@ AddressSpace space(std::optional<uint64_t> satp, std::optional<int32_t> pid) {
   return AddressSpace{satp, pid};
 }
 
-py::bytes to_bytes(const std::vector<uint8_t>& v) { return py::bytes(reinterpret_cast<const char*>(v.data()), v.size()); }
+py::bytes to_bytes(const std::vector<uint8_t>& v) {
+  return py::bytes(reinterpret_cast<const char*>(v.data()), v.size());
+}
 
 std::vector<uint8_t> from_bytes(const py::bytes& b) {
   const std::string s = b;
@@ -59,10 +61,13 @@ std::vector<uint8_t> from_bytes(const py::bytes& b) {
 }  // namespace
 
 PYBIND11_MODULE(vigil_introspect, m) {
-  m.doc() = "Introspection of Vigil domains (process list, address translation, memory, kernel symbols) through vigild";
+  m.doc() =
+      "Introspection of Vigil domains (process list, address translation, memory, kernel symbols) through "
+      "vigild";
   g_error = PyErr_NewException("vigil_introspect.Error", PyExc_RuntimeError, nullptr);
   m.attr("Error") = py::handle(g_error);
-  m.def("default_socket", &default_socket, "vigild's socket as `vigil` finds it ($VIGIL_SOCKET or the per-user default)");
+  m.def("default_socket", &default_socket,
+        "vigild's socket as `vigil` finds it ($VIGIL_SOCKET or the per-user default)");
 
   using vigil::toolstack::ProcessEntry;
   py::class_<ProcessEntry>(m, "Process")
@@ -76,7 +81,8 @@ PYBIND11_MODULE(vigil_introspect, m) {
       .def_readonly("vcpu", &ProcessEntry::vcpu)
       .def_readonly("error", &ProcessEntry::error)
       .def("__repr__", [](const ProcessEntry& p) {
-        return "Process(pid=" + std::to_string(p.pid) + ", ppid=" + std::to_string(p.ppid) + ", comm='" + p.comm + "')";
+        return "Process(pid=" + std::to_string(p.pid) + ", ppid=" + std::to_string(p.ppid) + ", comm='" +
+               p.comm + "')";
       });
 
   using vigil::toolstack::VcpuEntry;
@@ -90,8 +96,8 @@ PYBIND11_MODULE(vigil_introspect, m) {
       .def_readonly("comm", &VcpuEntry::comm)
       .def_readonly("error", &VcpuEntry::error)
       .def("__repr__", [](const VcpuEntry& v) {
-        return "Vcpu(" + std::to_string(v.vcpu) + ", mode=" + v.mode + ", pid=" + (v.pid ? std::to_string(*v.pid) : "None") +
-               ", comm='" + v.comm + "')";
+        return "Vcpu(" + std::to_string(v.vcpu) + ", mode=" + v.mode +
+               ", pid=" + (v.pid ? std::to_string(*v.pid) : "None") + ", comm='" + v.comm + "')";
       });
 
   using vigil::toolstack::TranslationEntry;
@@ -104,14 +110,16 @@ PYBIND11_MODULE(vigil_introspect, m) {
       .def_readonly("satp", &TranslationEntry::satp)
       .def("__repr__", [](const TranslationEntry& t) {
         char buf[128];
-        std::snprintf(buf, sizeof buf, "Translation(va=%#llx, pa=%#llx, page_size=%llu)", static_cast<unsigned long long>(t.va),
-                      static_cast<unsigned long long>(t.pa), static_cast<unsigned long long>(t.page_size));
+        std::snprintf(buf, sizeof buf, "Translation(va=%#llx, pa=%#llx, page_size=%llu)",
+                      static_cast<unsigned long long>(t.va), static_cast<unsigned long long>(t.pa),
+                      static_cast<unsigned long long>(t.page_size));
         return std::string(buf);
       });
 
-  py::class_<IntrospectClient>(m, "Domain",
-                               "A domain of vigild, by name or id. Each call pauses the domain while it is read "
-                               "(if it was running) and resumes it.")
+  py::class_<IntrospectClient>(
+      m, "Domain",
+      "A domain of vigild, by name or id. Each call pauses the domain while it is read "
+      "(if it was running) and resumes it.")
       .def(py::init([](const std::string& domain, std::optional<std::string> socket) {
              return std::make_unique<IntrospectClient>(socket ? *socket : default_socket(), domain);
            }),
@@ -141,25 +149,30 @@ PYBIND11_MODULE(vigil_introspect, m) {
           "modules", [](const IntrospectClient& c) { return unwrap(c.modules()); }, "names of loaded modules")
       .def(
           "translate",
-          [](const IntrospectClient& c, uint64_t va, std::optional<uint64_t> satp, std::optional<int32_t> pid) {
-            return unwrap(c.translate(va, space(satp, pid)));
-          },
+          [](const IntrospectClient& c, uint64_t va, std::optional<uint64_t> satp,
+             std::optional<int32_t> pid) { return unwrap(c.translate(va, space(satp, pid))); },
           py::arg("va"), py::kw_only(), py::arg("satp") = py::none(), py::arg("pid") = py::none(),
           "guest-virtual -> guest-physical through the kernel's, a process's (pid) or any (satp) page tables")
       .def(
           "read",
           [](const IntrospectClient& c, uint64_t va, size_t length, std::optional<uint64_t> satp,
-             std::optional<int32_t> pid) { return to_bytes(unwrap(c.read_virtual(va, length, space(satp, pid)))); },
-          py::arg("va"), py::arg("length"), py::kw_only(), py::arg("satp") = py::none(), py::arg("pid") = py::none())
+             std::optional<int32_t> pid) {
+            return to_bytes(unwrap(c.read_virtual(va, length, space(satp, pid))));
+          },
+          py::arg("va"), py::arg("length"), py::kw_only(), py::arg("satp") = py::none(),
+          py::arg("pid") = py::none())
       .def(
           "read_physical",
-          [](const IntrospectClient& c, uint64_t pa, size_t length) { return to_bytes(unwrap(c.read_physical(pa, length))); },
+          [](const IntrospectClient& c, uint64_t pa, size_t length) {
+            return to_bytes(unwrap(c.read_physical(pa, length)));
+          },
           py::arg("pa"), py::arg("length"))
       .def(
           "write",
           [](const IntrospectClient& c, uint64_t va, const py::bytes& data, std::optional<uint64_t> satp,
              std::optional<int32_t> pid) { unwrap(c.write_virtual(va, from_bytes(data), space(satp, pid))); },
-          py::arg("va"), py::arg("data"), py::kw_only(), py::arg("satp") = py::none(), py::arg("pid") = py::none())
+          py::arg("va"), py::arg("data"), py::kw_only(), py::arg("satp") = py::none(),
+          py::arg("pid") = py::none())
       .def(
           "write_physical",
           [](const IntrospectClient& c, uint64_t pa, const py::bytes& data) {
@@ -167,7 +180,8 @@ PYBIND11_MODULE(vigil_introspect, m) {
           },
           py::arg("pa"), py::arg("data"))
       .def(
-          "symbol", [](const IntrospectClient& c, const std::string& name) { return unwrap(c.symbol(name)).address; },
+          "symbol",
+          [](const IntrospectClient& c, const std::string& name) { return unwrap(c.symbol(name)).address; },
           py::arg("name"), "run-time address of a kernel symbol")
       .def(
           "symbol_at",

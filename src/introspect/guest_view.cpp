@@ -10,11 +10,16 @@ namespace {
 // Paging levels of a satp mode, 0 for Bare, -1 for a reserved mode.
 int levels_of(uint64_t mode) {
   switch (mode) {
-    case sv::kModeBare: return 0;
-    case sv::kModeSv39: return 3;
-    case sv::kModeSv48: return 4;
-    case sv::kModeSv57: return 5;
-    default: return -1;
+    case sv::kModeBare:
+      return 0;
+    case sv::kModeSv39:
+      return 3;
+    case sv::kModeSv48:
+      return 4;
+    case sv::kModeSv57:
+      return 5;
+    default:
+      return -1;
   }
 }
 
@@ -26,11 +31,16 @@ constexpr unsigned kPaBits = 56;
 std::string satp_mode_name(uint64_t satp) {
   const uint64_t mode = satp >> sv::kModeShift;
   switch (mode) {
-    case sv::kModeBare: return "Bare";
-    case sv::kModeSv39: return "Sv39";
-    case sv::kModeSv48: return "Sv48";
-    case sv::kModeSv57: return "Sv57";
-    default: return fmt::format("mode {}", mode);
+    case sv::kModeBare:
+      return "Bare";
+    case sv::kModeSv39:
+      return "Sv39";
+    case sv::kModeSv48:
+      return "Sv48";
+    case sv::kModeSv57:
+      return "Sv57";
+    default:
+      return fmt::format("mode {}", mode);
   }
 }
 
@@ -58,14 +68,16 @@ Result<void> GuestView::write_phys(uint64_t pa, std::span<const uint8_t> data) c
 
 Result<uint64_t> GuestView::read_phys_u64(uint64_t pa) const {
   uint64_t v = 0;
-  if (auto r = read_phys(pa, {reinterpret_cast<uint8_t*>(&v), sizeof(v)}); !r) return std::unexpected(r.error());
+  if (auto r = read_phys(pa, {reinterpret_cast<uint8_t*>(&v), sizeof(v)}); !r)
+    return std::unexpected(r.error());
   return v;
 }
 
 Result<Translation> GuestView::translate(uint64_t satp, uint64_t va) const {
   const uint64_t mode = satp >> sv::kModeShift;
   const int levels = levels_of(mode);
-  if (levels < 0) return make_error("satp {:#x} has a reserved MODE ({}): no page tables to walk", satp, mode);
+  if (levels < 0)
+    return make_error("satp {:#x} has a reserved MODE ({}): no page tables to walk", satp, mode);
   Translation t;
   t.va = va;
   if (levels == 0) {
@@ -85,16 +97,19 @@ Result<Translation> GuestView::translate(uint64_t satp, uint64_t va) const {
     const unsigned shift = riscv::kPageShift + 9 * static_cast<unsigned>(level);
     const uint64_t pte_addr = table + ((va >> shift) & 511) * 8;
     if (!m_mem->contains(pte_addr, 8)) {
-      return make_error("translating {:#x}: the level-{} PTE at guest-physical {:#x} is outside guest RAM", va,
-                        level, pte_addr);
+      return make_error("translating {:#x}: the level-{} PTE at guest-physical {:#x} is outside guest RAM",
+                        va, level, pte_addr);
     }
     // Aligned 8-byte load: a guest updating its PTE concurrently cannot tear it.
-    const uint64_t pte = __atomic_load_n(reinterpret_cast<const uint64_t*>(m_mem->ptr(pte_addr)), __ATOMIC_ACQUIRE);
+    const uint64_t pte =
+        __atomic_load_n(reinterpret_cast<const uint64_t*>(m_mem->ptr(pte_addr)), __ATOMIC_ACQUIRE);
     if (!(pte & sv::kPteV)) {
-      return make_error("{:#x} is not mapped (invalid level-{} PTE {:#x} at {:#x})", va, level, pte, pte_addr);
+      return make_error("{:#x} is not mapped (invalid level-{} PTE {:#x} at {:#x})", va, level, pte,
+                        pte_addr);
     }
     if (!(pte & sv::kPteR) && (pte & sv::kPteW)) {
-      return make_error("translating {:#x}: reserved PTE encoding W without R ({:#x} at {:#x})", va, pte, pte_addr);
+      return make_error("translating {:#x}: reserved PTE encoding W without R ({:#x} at {:#x})", va, pte,
+                        pte_addr);
     }
     // Bits 63:54 (N, PBMT, reserved) must be zero: Vigil's harts implement neither Svnapot
     // nor Svpbmt and fault on them too (4.4.1).
@@ -104,15 +119,15 @@ Result<Translation> GuestView::translate(uint64_t satp, uint64_t va) const {
     const uint64_t ppn = (pte >> sv::kPtePpnShift) & sv::kPtePpnMask;
     if (!(pte & (sv::kPteR | sv::kPteX))) {
       if (level == 0) {
-        return make_error("translating {:#x}: the level-0 PTE {:#x} at {:#x} points to another table", va, pte,
-                          pte_addr);
+        return make_error("translating {:#x}: the level-0 PTE {:#x} at {:#x} points to another table", va,
+                          pte, pte_addr);
       }
       table = ppn << riscv::kPageShift;
       continue;
     }
     if (level > 0 && (ppn & ((1ull << (9 * level)) - 1))) {
-      return make_error("translating {:#x}: misaligned level-{} superpage (PTE {:#x} at {:#x})", va, level, pte,
-                        pte_addr);
+      return make_error("translating {:#x}: misaligned level-{} superpage (PTE {:#x} at {:#x})", va, level,
+                        pte, pte_addr);
     }
     t.pa = (ppn << riscv::kPageShift) | (va & ((1ull << shift) - 1));
     t.level = static_cast<unsigned>(level);
@@ -164,13 +179,15 @@ Result<void> GuestView::write_virt(uint64_t satp, uint64_t va, std::span<const u
 
 Result<uint64_t> GuestView::read_virt_u64(uint64_t satp, uint64_t va) const {
   uint64_t v = 0;
-  if (auto r = read_virt(satp, va, {reinterpret_cast<uint8_t*>(&v), sizeof(v)}); !r) return std::unexpected(r.error());
+  if (auto r = read_virt(satp, va, {reinterpret_cast<uint8_t*>(&v), sizeof(v)}); !r)
+    return std::unexpected(r.error());
   return v;
 }
 
 Result<uint32_t> GuestView::read_virt_u32(uint64_t satp, uint64_t va) const {
   uint32_t v = 0;
-  if (auto r = read_virt(satp, va, {reinterpret_cast<uint8_t*>(&v), sizeof(v)}); !r) return std::unexpected(r.error());
+  if (auto r = read_virt(satp, va, {reinterpret_cast<uint8_t*>(&v), sizeof(v)}); !r)
+    return std::unexpected(r.error());
   return v;
 }
 
@@ -179,8 +196,8 @@ Result<std::string> GuestView::read_virt_string(uint64_t satp, uint64_t va, size
   uint8_t buf[64];
   while (s.size() < max_len) {
     // Never cross a page in one read: the next page may be unmapped while the string ends here.
-    const size_t chunk = std::min<uint64_t>({sizeof(buf), max_len - s.size(),
-                                             riscv::kPageSize - ((va + s.size()) & riscv::kPageMask)});
+    const size_t chunk = std::min<uint64_t>(
+        {sizeof(buf), max_len - s.size(), riscv::kPageSize - ((va + s.size()) & riscv::kPageMask)});
     if (auto r = read_virt(satp, va + s.size(), {buf, chunk}); !r) return std::unexpected(r.error());
     const auto* nul = static_cast<const uint8_t*>(std::memchr(buf, 0, chunk));
     s.append(reinterpret_cast<const char*>(buf), nul ? static_cast<size_t>(nul - buf) : chunk);

@@ -32,7 +32,9 @@ std::string printable(std::string_view raw) {
   return s;
 }
 
-char mode_letter(riscv::Priv p) { return p == riscv::Priv::U ? 'U' : p == riscv::Priv::S ? 'S' : 'M'; }
+char mode_letter(riscv::Priv p) {
+  return p == riscv::Priv::U ? 'U' : p == riscv::Priv::S ? 'S' : 'M';
+}
 
 }  // namespace
 
@@ -55,7 +57,8 @@ Result<LinuxGuest> LinuxGuest::attach(GuestView view, SymbolTable& symbols, cons
     const uint64_t satp = v.satp;
     auto banner_at = [&](int64_t offset) -> bool {
       char buf[kBannerPrefix.size()];
-      if (!view.read_virt(satp, banner_link + static_cast<uint64_t>(offset), {reinterpret_cast<uint8_t*>(buf), sizeof buf})) {
+      if (!view.read_virt(satp, banner_link + static_cast<uint64_t>(offset),
+                          {reinterpret_cast<uint8_t*>(buf), sizeof buf})) {
         return false;
       }
       return std::string_view(buf, sizeof buf) == kBannerPrefix;
@@ -74,7 +77,8 @@ Result<LinuxGuest> LinuxGuest::attach(GuestView view, SymbolTable& symbols, cons
     symbols.set_offset(*offset);
     auto text = view.read_virt_string(satp, *symbols.address_of("linux_banner"), 256);
     if (text) g.m_banner = printable(*text);
-    while (!g.m_banner.empty() && (g.m_banner.back() == '?' || g.m_banner.back() == ' ')) g.m_banner.pop_back();
+    while (!g.m_banner.empty() && (g.m_banner.back() == '?' || g.m_banner.back() == ' '))
+      g.m_banner.pop_back();
 
     // The kernel's own page tables: swapper_pg_dir, which init_mm.pgd must name.
     const uint64_t swapper = *symbols.address_of("swapper_pg_dir");
@@ -84,15 +88,19 @@ Result<LinuxGuest> LinuxGuest::attach(GuestView view, SymbolTable& symbols, cons
     auto init_pgd = g.read_kernel_u64(*symbols.address_of("init_mm") + profile.mm_struct.pgd.offset);
     if (!init_pgd) return make_error("cannot read init_mm.pgd: {}", init_pgd.error().message);
     if (*init_pgd != swapper) {
-      return make_error("init_mm.pgd is {:#x}, not swapper_pg_dir {:#x}: the System.map or BTF do not match the "
-                        "running kernel", *init_pgd, swapper);
+      return make_error(
+          "init_mm.pgd is {:#x}, not swapper_pg_dir {:#x}: the System.map or BTF do not match the "
+          "running kernel",
+          *init_pgd, swapper);
     }
     g.m_init_task = *symbols.address_of("init_task");
     return g;
   }
-  if (!any_paging) return make_error("the guest has not turned paging on yet (every online vCPU's satp is Bare)");
-  return make_error("linux_banner does not read \"Linux version\" at its System.map address or any KASLR offset: "
-                    "the System.map does not belong to the running kernel");
+  if (!any_paging)
+    return make_error("the guest has not turned paging on yet (every online vCPU's satp is Bare)");
+  return make_error(
+      "linux_banner does not read \"Linux version\" at its System.map address or any KASLR offset: "
+      "the System.map does not belong to the running kernel");
 }
 
 Result<uint64_t> LinuxGuest::satp_for_pgd(uint64_t pgd) const {
@@ -113,7 +121,8 @@ Result<Process> LinuxGuest::process_at(uint64_t task) const {
   p.task = task;
   p.tid = field_at<int32_t>(bytes, ts.pid);
   p.pid = field_at<int32_t>(bytes, ts.tgid);
-  p.comm = printable(std::string_view(reinterpret_cast<const char*>(bytes.data() + ts.comm.offset), ts.comm.size));
+  p.comm =
+      printable(std::string_view(reinterpret_cast<const char*>(bytes.data() + ts.comm.offset), ts.comm.size));
   if (p.pid < 0 || p.pid > kPidMaxLimit || p.tid < 0 || p.tid > kPidMaxLimit) {
     return make_error("task_struct at {:#x} has pid {} / tgid {}: not a task", task, p.tid, p.pid);
   }
@@ -157,20 +166,23 @@ Result<std::vector<Process>> LinuxGuest::processes() const {
   uint64_t node = *next;
   while (node != head) {
     if (!seen.insert(node).second) {
-      return make_error("the task list loops back to {:#x} without returning to init_task (corrupted list)", node);
+      return make_error("the task list loops back to {:#x} without returning to init_task (corrupted list)",
+                        node);
     }
     if (out.size() >= kMaxTasks) return make_error("the task list has more than {} entries", kMaxTasks);
     auto p = process_at(node - tasks_off);
     if (!p) return make_error("task list entry {:#x}: {}", node, p.error().message);
     out.push_back(std::move(*p));
     auto n = read_kernel_u64(node + next_off);
-    if (!n) return make_error("task list entry {:#x}: cannot read its next pointer: {}", node, n.error().message);
+    if (!n)
+      return make_error("task list entry {:#x}: cannot read its next pointer: {}", node, n.error().message);
     node = *n;
   }
   return out;
 }
 
-std::vector<VcpuCurrent> LinuxGuest::current(std::span<const VcpuRegs> vcpus, const std::vector<Process>* known) const {
+std::vector<VcpuCurrent> LinuxGuest::current(std::span<const VcpuRegs> vcpus,
+                                             const std::vector<Process>* known) const {
   std::unordered_map<uint64_t, const Process*> by_task;
   if (known) {
     for (const Process& p : *known) by_task[p.task] = &p;
@@ -233,7 +245,9 @@ void LinuxGuest::mark_running(std::vector<Process>& processes, const std::vector
 
 Result<std::vector<Module>> LinuxGuest::modules() const {
   const Symbol* head_sym = m_symbols->find("modules");
-  if (!head_sym) return make_error("kernel built without modules (CONFIG_MODULES is off: no 'modules' list in System.map)");
+  if (!head_sym)
+    return make_error(
+        "kernel built without modules (CONFIG_MODULES is off: no 'modules' list in System.map)");
   if (!m_profile->module) return make_error("the kernel's BTF has no complete struct module");
   const auto& mod = *m_profile->module;
   const uint64_t head = head_sym->address;
@@ -243,7 +257,8 @@ Result<std::vector<Module>> LinuxGuest::modules() const {
   if (!next) return make_error("cannot read the modules list: {}", next.error().message);
   uint64_t node = *next;
   while (node != head) {
-    if (!seen.insert(node).second) return make_error("the module list loops back to {:#x} (corrupted list)", node);
+    if (!seen.insert(node).second)
+      return make_error("the module list loops back to {:#x} (corrupted list)", node);
     if (out.size() >= kMaxModules) return make_error("the module list has more than {} entries", kMaxModules);
     const uint64_t m = node - mod.list.offset;
     auto name = m_view.read_virt_string(m_kernel_satp, m + mod.name.offset, mod.name.size);

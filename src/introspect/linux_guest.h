@@ -35,10 +35,10 @@ struct Process {
   int32_t ppid = 0;   // real_parent->tgid (0 for init_task's children, as /proc says)
   std::string comm;
   uint64_t mm = 0;
-  uint64_t satp = 0;  // page tables the process runs on (the kernel's for kernel threads)
-  bool kernel_thread = false;  // mm == NULL
+  uint64_t satp = 0;             // page tables the process runs on (the kernel's for kernel threads)
+  bool kernel_thread = false;    // mm == NULL
   std::optional<unsigned> vcpu;  // a vCPU currently running this process (one of its threads)
-  std::string error;  // set when part of the task could not be read (satp then 0)
+  std::string error;             // set when part of the task could not be read (satp then 0)
 };
 
 struct VcpuCurrent {

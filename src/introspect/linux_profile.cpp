@@ -63,17 +63,18 @@ struct StructLookup {
     auto f = find_member(b, id, member);
     if (!f) return make_error("{}: struct {} has no byte-aligned member '{}' in the BTF", path, name, member);
     if (size && f->size != size) {
-      return make_error("{}: struct {} member '{}' is {} bytes, expected {}", path, name, member, f->size, size);
+      return make_error("{}: struct {} member '{}' is {} bytes, expected {}", path, name, member, f->size,
+                        size);
     }
     return *f;
   }
 };
 
-#define VIGIL_TRY_ASSIGN(lhs, expr)                          \
-  do {                                                       \
-    auto vigil_r = (expr);                                   \
-    if (!vigil_r) return std::unexpected(vigil_r.error());   \
-    lhs = *vigil_r;                                          \
+#define VIGIL_TRY_ASSIGN(lhs, expr)                        \
+  do {                                                     \
+    auto vigil_r = (expr);                                 \
+    if (!vigil_r) return std::unexpected(vigil_r.error()); \
+    lhs = *vigil_r;                                        \
   } while (0)
 
 }  // namespace
@@ -86,8 +87,9 @@ Result<LinuxProfile> LinuxProfile::from_btf(const std::string& path) {
   std::unique_ptr<btf, BtfDeleter> owned(btf__parse(path.c_str(), nullptr));
   if (!owned) {
     const int e = errno ? errno : EINVAL;
-    return make_error("cannot read kernel BTF from '{}': {}", path,
-                      e == EPROTO || e == EINVAL ? "not raw BTF nor an ELF file with a .BTF section" : std::strerror(e));
+    return make_error(
+        "cannot read kernel BTF from '{}': {}", path,
+        e == EPROTO || e == EINVAL ? "not raw BTF nor an ELF file with a .BTF section" : std::strerror(e));
   }
   const btf* b = owned.get();
   LinuxProfile p;
@@ -104,7 +106,8 @@ Result<LinuxProfile> LinuxProfile::from_btf(const std::string& path) {
   VIGIL_TRY_ASSIGN(p.task_struct.mm, task.field("mm", kPtr));
   VIGIL_TRY_ASSIGN(p.task_struct.active_mm, task.field("active_mm", kPtr));
   if (p.task_struct.comm.size == 0 || p.task_struct.comm.size > 64) {
-    return make_error("{}: task_struct.comm is {} bytes, not a short name buffer", path, p.task_struct.comm.size);
+    return make_error("{}: task_struct.comm is {} bytes, not a short name buffer", path,
+                      p.task_struct.comm.size);
   }
 
   StructLookup mm{b, path};

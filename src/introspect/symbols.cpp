@@ -1,8 +1,8 @@
 #include "introspect/symbols.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <fstream>
@@ -14,7 +14,9 @@ namespace {
 
 // Absolute symbols (nm type A/a) are numbers, not places: the offset does not move them and
 // they never name an address.
-bool is_absolute(char type) { return type == 'A' || type == 'a'; }
+bool is_absolute(char type) {
+  return type == 'A' || type == 'a';
+}
 
 // A System.map of a 6.1 kernel is about 2 MB; refuse absurd files before reading them.
 constexpr uintmax_t kMaxMapBytes = 256ull << 20;
@@ -36,7 +38,8 @@ Result<SymbolTable> SymbolTable::parse(std::string_view text, const std::string&
 
     auto bad = [&](std::string_view why) {
       const std::string shown(line.substr(0, 60));
-      return make_error("{}:{}: {} (expected '<hex address> <type> <name>', got '{}')", origin, line_no, why, shown);
+      return make_error("{}:{}: {} (expected '<hex address> <type> <name>', got '{}')", origin, line_no, why,
+                        shown);
     };
     const size_t sp1 = line.find(' ');
     if (sp1 == 0) return bad("no address");
@@ -45,13 +48,15 @@ Result<SymbolTable> SymbolTable::parse(std::string_view text, const std::string&
     if (addr_text.size() > 16) return bad("the address has more than 16 hex digits");
     uint64_t addr = 0;
     const auto [p, ec] = std::from_chars(addr_text.data(), addr_text.data() + addr_text.size(), addr, 16);
-    if (ec != std::errc() || p != addr_text.data() + addr_text.size()) return bad("the address is not hexadecimal");
+    if (ec != std::errc() || p != addr_text.data() + addr_text.size())
+      return bad("the address is not hexadecimal");
     if (line.size() < sp1 + 3 || line[sp1 + 2] != ' ') return bad("no one-letter symbol type");
     const char type = line[sp1 + 1];
     if (!std::isalpha(static_cast<unsigned char>(type))) return bad("the symbol type is not a letter");
     std::string_view name = line.substr(sp1 + 3);
     // Module symbols carry "\t[module]" after the name (kallsyms format); keep the name.
-    if (const size_t tab = name.find_first_of(" \t"); tab != std::string_view::npos) name = name.substr(0, tab);
+    if (const size_t tab = name.find_first_of(" \t"); tab != std::string_view::npos)
+      name = name.substr(0, tab);
     if (name.empty()) return bad("no symbol name");
 
     t.m_by_name.try_emplace(std::string(name), t.m_symbols.size());
@@ -82,7 +87,8 @@ Result<SymbolTable> SymbolTable::load(const std::string& path) {
 void SymbolTable::set_offset(int64_t offset) {
   m_offset = offset;
   for (size_t i = 0; i < m_symbols.size(); ++i) {
-    if (!is_absolute(m_symbols[i].type)) m_symbols[i].address = m_link_addresses[i] + static_cast<uint64_t>(offset);
+    if (!is_absolute(m_symbols[i].type))
+      m_symbols[i].address = m_link_addresses[i] + static_cast<uint64_t>(offset);
   }
 }
 
@@ -104,7 +110,8 @@ std::optional<SymbolHit> SymbolTable::nearest(uint64_t address) const {
   if (it == m_sorted.begin()) return std::nullopt;
   // Of several symbols at that address, the first in the file (the sort is stable).
   const uint64_t at = m_symbols[*std::prev(it)].address;
-  it = std::lower_bound(m_sorted.begin(), it, at, [&](size_t i, uint64_t a) { return m_symbols[i].address < a; });
+  it = std::lower_bound(m_sorted.begin(), it, at,
+                        [&](size_t i, uint64_t a) { return m_symbols[i].address < a; });
   const Symbol& s = m_symbols[*it];
   return SymbolHit{&s, address - s.address};
 }

@@ -44,8 +44,8 @@ class SymbolTable {
   void set_offset(int64_t offset);
 
  private:
-  std::vector<Symbol> m_symbols;          // in file order
-  std::vector<uint64_t> m_link_addresses;  // System.map's addresses, parallel to m_symbols
+  std::vector<Symbol> m_symbols;                      // in file order
+  std::vector<uint64_t> m_link_addresses;             // System.map's addresses, parallel to m_symbols
   std::unordered_map<std::string, size_t> m_by_name;  // first definition wins
   std::vector<size_t> m_sorted;  // relocatable symbols (not absolute) by address, for nearest()
   int64_t m_offset = 0;

@@ -20,7 +20,9 @@ using introspect::KernelFiles;
 using introspect::KernelInfo;
 using Clock = std::chrono::steady_clock;
 
-Json error_json(const std::string& message) { return Json{{"ok", false}, {"error", message}}; }
+Json error_json(const std::string& message) {
+  return Json{{"ok", false}, {"error", message}};
+}
 
 // One introspection request at a time: they are rare, and the cached symbol tables carry the
 // offset of the domain being read.
@@ -29,7 +31,8 @@ std::mutex g_mutex;
 // Parsed kernel files, reused while the files do not change (System.map and BTF together take
 // ~100 ms to parse).
 struct CacheEntry {
-  struct timespec map_mtime{}, btf_mtime{};
+  struct timespec map_mtime {
+  }, btf_mtime{};
   std::shared_ptr<KernelInfo> info;
 };
 std::map<std::pair<std::string, std::string>, CacheEntry> g_cache;
@@ -39,14 +42,16 @@ bool same_time(const struct timespec& a, const struct timespec& b) {
 }
 
 Result<std::shared_ptr<KernelInfo>> kernel_info(const KernelFiles& files) {
-  struct stat ms{}, bs{};
+  struct stat ms {
+  }, bs{};
   if (::stat(files.system_map.c_str(), &ms) != 0) {
-    return make_error("no System.map for this domain at '{}' (set system_map in its config or in the request)",
-                      files.system_map);
+    return make_error(
+        "no System.map for this domain at '{}' (set system_map in its config or in the request)",
+        files.system_map);
   }
   if (::stat(files.btf.c_str(), &bs) != 0) {
-    return make_error("no kernel BTF for this domain at '{}' (set kernel_btf in its config or in the request)",
-                      files.btf);
+    return make_error(
+        "no kernel BTF for this domain at '{}' (set kernel_btf in its config or in the request)", files.btf);
   }
   CacheEntry& e = g_cache[{files.system_map, files.btf}];
   if (e.info && same_time(e.map_mtime, ms.st_mtim) && same_time(e.btf_mtime, bs.st_mtim)) return e.info;
@@ -95,7 +100,9 @@ Result<std::vector<uint8_t>> hex_decode(const std::string& s) {
   return out;
 }
 
-std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
+std::string hex(uint64_t v) {
+  return fmt::format("{:#x}", v);
+}
 
 KernelFiles files_for(const hv::DomainConfig& config, const Json& req) {
   KernelFiles files = introspect::kernel_files_for(config);
@@ -162,8 +169,12 @@ Json ps(Session& s) {
   introspect::LinuxGuest::mark_running(*list, current);
   Json procs = Json::array();
   for (const auto& p : *list) {
-    Json j{{"pid", p.pid},   {"tid", p.tid},   {"ppid", p.ppid},
-           {"comm", p.comm}, {"satp", p.satp}, {"task", hex(p.task)},
+    Json j{{"pid", p.pid},
+           {"tid", p.tid},
+           {"ppid", p.ppid},
+           {"comm", p.comm},
+           {"satp", p.satp},
+           {"task", hex(p.task)},
            {"kernel_thread", p.kernel_thread}};
     j["vcpu"] = p.vcpu ? Json(*p.vcpu) : Json(nullptr);
     if (!p.error.empty()) j["error"] = p.error;
@@ -171,8 +182,11 @@ Json ps(Session& s) {
   }
   Json vcpus = Json::array();
   for (const auto& c : current) {
-    Json j{{"vcpu", c.vcpu}, {"online", c.online}, {"mode", std::string(1, c.mode)},
-           {"pc", hex(c.pc)}, {"satp", c.satp}};
+    Json j{{"vcpu", c.vcpu},
+           {"online", c.online},
+           {"mode", std::string(1, c.mode)},
+           {"pc", hex(c.pc)},
+           {"satp", c.satp}};
     if (c.task) {
       j["pid"] = c.pid;
       j["comm"] = c.comm;
@@ -215,8 +229,9 @@ Json translate(Session& s, const Json& req) {
   if (!satp) return error_json(satp.error().message);
   auto t = s.view().translate(*satp, *va);
   if (!t) return error_json(t.error().message);
-  return Json{{"ok", true}, {"va", t->va},   {"pa", t->pa},        {"level", t->level},
-              {"page_size", t->page_size}, {"pte", t->pte}, {"satp", *satp}};
+  return Json{
+      {"ok", true},    {"va", t->va},  {"pa", t->pa}, {"level", t->level}, {"page_size", t->page_size},
+      {"pte", t->pte}, {"satp", *satp}};
 }
 
 Json read_memory(Session& s, const Json& req) {
@@ -224,7 +239,8 @@ Json read_memory(Session& s, const Json& req) {
   if (!addr) return error_json(addr.error().message);
   auto len = number(req, "length");
   if (!len) return error_json(len.error().message);
-  if (*len > kMaxIntrospectBytes) return error_json(fmt::format("at most {} bytes per read", kMaxIntrospectBytes));
+  if (*len > kMaxIntrospectBytes)
+    return error_json(fmt::format("at most {} bytes per read", kMaxIntrospectBytes));
   std::vector<uint8_t> data(*len);
   Result<void> r;
   if (req.value("physical", false)) {
@@ -267,7 +283,8 @@ Json symbol(Session& s, const Json& req) {
   if (auto it = req.find("name"); it != req.end() && it->is_string()) {
     const introspect::Symbol* sym = symbols.find(it->get<std::string>());
     if (!sym) return error_json(fmt::format("the kernel has no symbol '{}'", it->get<std::string>()));
-    return Json{{"ok", true}, {"name", sym->name}, {"address", sym->address}, {"type", std::string(1, sym->type)}};
+    return Json{
+        {"ok", true}, {"name", sym->name}, {"address", sym->address}, {"type", std::string(1, sym->type)}};
   }
   auto addr = number(req, "address");
   if (!addr) return error_json("symbol needs \"name\" or \"address\"");
@@ -290,7 +307,8 @@ std::optional<Json> handle_introspect_request(hv::DomainManager& m, const std::s
   if (key_it == req.end() || !(key_it->is_string() || key_it->is_number_unsigned())) {
     return error_json("missing \"domain\": a name or an id");
   }
-  auto id = m.lookup(key_it->is_string() ? key_it->get<std::string>() : std::to_string(key_it->get<uint64_t>()));
+  auto id =
+      m.lookup(key_it->is_string() ? key_it->get<std::string>() : std::to_string(key_it->get<uint64_t>()));
   if (!id) return error_json(id.error().message);
 
   std::lock_guard lock(g_mutex);
@@ -303,13 +321,20 @@ std::optional<Json> handle_introspect_request(hv::DomainManager& m, const std::s
   Json answer;
   {
     Session s(std::move(*paused), req);
-    if (op == "ps") answer = ps(s);
-    else if (op == "modules") answer = modules(s);
-    else if (op == "kernel-info") answer = kernel_info_json(s);
-    else if (op == "translate") answer = translate(s, req);
-    else if (op == "read-memory") answer = read_memory(s, req);
-    else if (op == "write-memory") answer = write_memory(s, req);
-    else answer = symbol(s, req);
+    if (op == "ps")
+      answer = ps(s);
+    else if (op == "modules")
+      answer = modules(s);
+    else if (op == "kernel-info")
+      answer = kernel_info_json(s);
+    else if (op == "translate")
+      answer = translate(s, req);
+    else if (op == "read-memory")
+      answer = read_memory(s, req);
+    else if (op == "write-memory")
+      answer = write_memory(s, req);
+    else
+      answer = symbol(s, req);
   }  // the domain resumes here
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
   if (answer.value("ok", false)) {

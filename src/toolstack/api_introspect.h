@@ -9,7 +9,8 @@
 //   {"op": "read-memory", "domain": D, "address": A, "length": N, "physical": bool?, "satp"? | "pid"?}
 //        -> {"data": "<hex>"}; at most kMaxIntrospectBytes
 //   {"op": "write-memory", "domain": D, "address": A, "data": "<hex>", "physical"?, "satp"? | "pid"?}
-//   {"op": "symbol", "domain": D, "name": S} -> address  |  {"op": "symbol", "domain": D, "address": A} -> name+offset
+//   {"op": "symbol", "domain": D, "name": S} -> address  |  {"op": "symbol", "domain": D, "address": A} ->
+//   name+offset
 // Addresses are JSON numbers or strings ("0xffffffff80000000" or decimal).
 #pragma once
 
@@ -24,6 +25,7 @@ namespace vigil::toolstack {
 inline constexpr size_t kMaxIntrospectBytes = 1 << 20;
 
 // The answer if `op` is an introspection verb, nullopt otherwise.
-std::optional<Json> handle_introspect_request(hv::DomainManager& manager, const std::string& op, const Json& req);
+std::optional<Json> handle_introspect_request(hv::DomainManager& manager, const std::string& op,
+                                              const Json& req);
 
 }  // namespace vigil::toolstack

@@ -44,7 +44,8 @@ auto decode(F f) -> Result<std::remove_cvref_t<decltype(*f())>> {
 }
 
 SymbolEntry symbol_from(const Json& j) {
-  return SymbolEntry{j.at("name"), j.at("address"), j.value("offset", uint64_t{0}), j.value("type", std::string())};
+  return SymbolEntry{j.at("name"), j.at("address"), j.value("offset", uint64_t{0}),
+                     j.value("type", std::string())};
 }
 
 }  // namespace
@@ -59,7 +60,8 @@ Result<Json> IntrospectClient::exchange(const Json& request) const {
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (m_fd < 0) {
       sockaddr_un addr{};
-      if (m_socket.size() >= sizeof(addr.sun_path)) return make_error("socket path '{}' is too long", m_socket);
+      if (m_socket.size() >= sizeof(addr.sun_path))
+        return make_error("socket path '{}' is too long", m_socket);
       m_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
       if (m_fd < 0) return make_error("cannot create a socket: {}", std::strerror(errno));
       addr.sun_family = AF_UNIX;
@@ -147,7 +149,9 @@ Result<ProcessList> IntrospectClient::processes() const {
   }
 }
 
-Result<Json> IntrospectClient::kernel_info() const { return call(Json{{"op", "kernel-info"}}); }
+Result<Json> IntrospectClient::kernel_info() const {
+  return call(Json{{"op", "kernel-info"}});
+}
 
 Result<std::vector<std::string>> IntrospectClient::modules() const {
   auto r = call(Json{{"op", "modules"}});
@@ -165,11 +169,13 @@ Result<TranslationEntry> IntrospectClient::translate(uint64_t va, const AddressS
   auto r = call(req);
   if (!r) return std::unexpected(r.error());
   return decode([&]() -> Result<TranslationEntry> {
-    return TranslationEntry{r->at("va"), r->at("pa"), r->at("page_size"), r->at("pte"), r->at("satp"), r->at("level")};
+    return TranslationEntry{r->at("va"),  r->at("pa"),   r->at("page_size"),
+                            r->at("pte"), r->at("satp"), r->at("level")};
   });
 }
 
-Result<std::vector<uint8_t>> IntrospectClient::read_virtual(uint64_t va, size_t length, const AddressSpace& as) const {
+Result<std::vector<uint8_t>> IntrospectClient::read_virtual(uint64_t va, size_t length,
+                                                            const AddressSpace& as) const {
   Json req{{"op", "read-memory"}, {"address", va}, {"length", length}};
   add_space(req, as);
   auto r = call(req);

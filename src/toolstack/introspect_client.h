@@ -81,7 +81,8 @@ class IntrospectClient {
   Result<TranslationEntry> translate(uint64_t va, const AddressSpace& as = {}) const;
   Result<std::vector<uint8_t>> read_virtual(uint64_t va, size_t length, const AddressSpace& as = {}) const;
   Result<std::vector<uint8_t>> read_physical(uint64_t pa, size_t length) const;
-  Result<void> write_virtual(uint64_t va, const std::vector<uint8_t>& data, const AddressSpace& as = {}) const;
+  Result<void> write_virtual(uint64_t va, const std::vector<uint8_t>& data,
+                             const AddressSpace& as = {}) const;
   Result<void> write_physical(uint64_t pa, const std::vector<uint8_t>& data) const;
   Result<SymbolEntry> symbol(const std::string& name) const;
   Result<SymbolEntry> symbol_at(uint64_t address) const;

@@ -32,7 +32,9 @@ class FakeGuest {
     std::memcpy(&v, m_ram.data() + (pa - kBase), 8);
     return v;
   }
-  void put_bytes(uint64_t pa, const void* data, size_t len) { std::memcpy(m_ram.data() + (pa - kBase), data, len); }
+  void put_bytes(uint64_t pa, const void* data, size_t len) {
+    std::memcpy(m_ram.data() + (pa - kBase), data, len);
+  }
 
   static uint64_t pte(uint64_t pa, uint64_t flags) { return ((pa >> 12) << sv::kPtePpnShift) | flags; }
 

@@ -162,10 +162,14 @@ TEST(GuestView, RandomAndChangingPageTablesNeverEscapeRam) {
   auto random_pte = [&](std::mt19937_64& r) {
     const uint64_t word = r();
     switch (word % 4) {
-      case 0: return word;  // anything at all
-      case 1: return FakeGuest::pte(kBase + (r() % pages) * riscv::kPageSize, sv::kPteV);  // a table in RAM
-      case 2: return FakeGuest::pte(kBase + (r() % pages) * riscv::kPageSize, sv::kPteV | sv::kPteR);  // leaf
-      default: return FakeGuest::pte(r() & ((1ull << 56) - 1), sv::kPteV | (r() & 0xe));  // anywhere
+      case 0:
+        return word;  // anything at all
+      case 1:
+        return FakeGuest::pte(kBase + (r() % pages) * riscv::kPageSize, sv::kPteV);  // a table in RAM
+      case 2:
+        return FakeGuest::pte(kBase + (r() % pages) * riscv::kPageSize, sv::kPteV | sv::kPteR);  // leaf
+      default:
+        return FakeGuest::pte(r() & ((1ull << 56) - 1), sv::kPteV | (r() & 0xe));  // anywhere
     }
   };
   for (uint64_t pa = kBase; pa < kBase + g.memory().size(); pa += 8) g.put64(pa, random_pte(rng));
@@ -184,7 +188,8 @@ TEST(GuestView, RandomAndChangingPageTablesNeverEscapeRam) {
     const uint64_t mode = (i & 1) ? sv::kModeSv39 : sv::kModeSv48;
     const uint64_t satp = make_satp(mode, kBase + (rng() % pages) * riscv::kPageSize);
     const unsigned va_bits = mode == sv::kModeSv39 ? 39 : 48;
-    const uint64_t va = static_cast<uint64_t>(static_cast<int64_t>(rng() << (64 - va_bits)) >> (64 - va_bits));
+    const uint64_t va =
+        static_cast<uint64_t>(static_cast<int64_t>(rng() << (64 - va_bits)) >> (64 - va_bits));
     auto t = v.translate(satp, va);
     (t ? translated : refused)++;
     if (t) {

@@ -75,8 +75,8 @@ struct FakeKernel {
     put64(kMm42 + 8, linear((satp42 & sv::kSatpPpnMask) << 12));
 
     std::string map = fmt::format(
-        "{:016x} D linux_banner\n{:016x} D init_task\n{:016x} D init_mm\n{:016x} B swapper_pg_dir\n",
-        kBanner, kInitTask, kInitMm, swapper);
+        "{:016x} D linux_banner\n{:016x} D init_task\n{:016x} D init_mm\n{:016x} B swapper_pg_dir\n", kBanner,
+        kInitTask, kInitMm, swapper);
     if (with_modules) map += fmt::format("{:016x} d modules\n", kModules);
     symbols = *SymbolTable::parse(map, "fake.map");
   }
@@ -101,7 +101,8 @@ struct FakeKernel {
     const auto m = [&](uint64_t p) { return p ? moved(p) : 0; };
     put64(task + 0x10, m(next));
     put64(task + 0x18, m(prev));
-    const uint64_t ids = static_cast<uint32_t>(pid) | (static_cast<uint64_t>(static_cast<uint32_t>(pid)) << 32);
+    const uint64_t ids =
+        static_cast<uint32_t>(pid) | (static_cast<uint64_t>(static_cast<uint32_t>(pid)) << 32);
     put64(task + 0x20, ids);
     char name[16] = {};
     std::strncpy(name, comm, 15);
@@ -112,7 +113,7 @@ struct FakeKernel {
 
   std::vector<VcpuRegs> vcpus() {
     std::vector<VcpuRegs> v(3);
-    v[0] = {0, true, riscv::Priv::U, 0x10000, 0x3ff0, moved(kTask42), satp42};  // user mode: sscratch
+    v[0] = {0, true, riscv::Priv::U, 0x10000, 0x3ff0, moved(kTask42), satp42};       // user mode: sscratch
     v[1] = {1, true, riscv::Priv::S, moved(kImage), moved(kIdle1), 0, kernel_satp};  // idle: tp
     v[2] = {2, false, riscv::Priv::S, 0, 0, 0, 0};
     return v;
@@ -182,7 +183,8 @@ TEST(LinuxGuest, WrongSystemMapOrNoPaging) {
   k.put_str(FakeKernel::kBanner, "not a banner");
   auto g = LinuxGuest::attach(k.g.view(), k.symbols, k.profile, k.vcpus());
   ASSERT_FALSE(g);
-  EXPECT_NE(g.error().message.find("does not belong to the running kernel"), std::string::npos) << g.error().message;
+  EXPECT_NE(g.error().message.find("does not belong to the running kernel"), std::string::npos)
+      << g.error().message;
 
   FakeKernel bare;
   std::vector<VcpuRegs> off = bare.vcpus();
