@@ -16,8 +16,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 // Lines longer than this end the session (the longest legitimate answer is a few hundred bytes).
 constexpr size_t kMaxLine = 64 * 1024;
-
-void cpu_relax() { __builtin_ia32_pause(); }
 }  // namespace
 
 std::shared_ptr<RemoteSession> RemoteSession::start(Hub& hub, int fd, std::string name, Options options) {
@@ -31,9 +29,13 @@ std::shared_ptr<RemoteSession> RemoteSession::start(Hub& hub, int fd, std::strin
 }
 
 RemoteSession::RemoteSession(Hub& hub, int fd, Options options) : m_hub(hub), m_fd(fd), m_options(std::move(options)) {
-  // Non-blocking: a vCPU never blocks in write(), and serve() polls.
+  // Blocking I/O in bounded slices: waiting vCPUs sleep in read() and are woken by the
+  // answer itself. Asynchronous events are sent with MSG_DONTWAIT and never block.
   const int flags = ::fcntl(m_fd, F_GETFL);
-  if (flags >= 0) ::fcntl(m_fd, F_SETFL, flags | O_NONBLOCK);
+  if (flags >= 0 && (flags & O_NONBLOCK)) ::fcntl(m_fd, F_SETFL, flags & ~O_NONBLOCK);
+  const timeval slice{0, std::chrono::duration_cast<std::chrono::microseconds>(kIoSlice).count()};
+  ::setsockopt(m_fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof(slice));
+  ::setsockopt(m_fd, SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof(slice));
 }
 
 RemoteSession::~RemoteSession() {
@@ -59,20 +61,47 @@ void RemoteSession::finish(std::string reason) {
 bool RemoteSession::write_line(const std::string& line, bool wait, Clock::time_point deadline) {
   size_t done = 0;
   while (done < line.size()) {
-    const ssize_t n = ::write(m_fd, line.data() + done, line.size() - done);
+    // The first try never blocks unless the caller waits anyway (a synchronous event):
+    // an asynchronous event that finds the socket full is dropped whole.
+    const ssize_t n = (done == 0 && !wait)
+                          ? ::send(m_fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
+                          : ::write(m_fd, line.data() + done, line.size() - done);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN && (wait || done > 0) && Clock::now() < deadline && !dead()) {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && (wait || done > 0) && Clock::now() < deadline &&
+        !dead()) {
+      continue;  // write() blocked for kIoSlice: try again until the deadline
     }
     if (done > 0) finish("the monitor stopped reading in the middle of an event");
     return false;
   }
   return true;
+}
+
+bool RemoteSession::read_some(bool dontwait) {
+  char chunk[4096];
+  const ssize_t n = dontwait ? ::recv(m_fd, chunk, sizeof(chunk), MSG_DONTWAIT) : ::read(m_fd, chunk, sizeof(chunk));
+  if (n == 0) {
+    finish("the monitor closed its connection");
+    return false;
+  }
+  if (n < 0) {
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    finish(fmt::format("reading from the monitor failed: {}", std::strerror(errno)));
+    return false;
+  }
+  m_read_buf.append(chunk, static_cast<size_t>(n));
+  size_t nl;
+  while ((nl = m_read_buf.find('\n')) != std::string::npos && !dead()) {
+    const std::string line = m_read_buf.substr(0, nl);
+    m_read_buf.erase(0, nl + 1);
+    handle_line(line);
+  }
+  if (m_read_buf.size() > kMaxLine) finish("the monitor sent an over-long line");
+  return !dead();
 }
 
 bool RemoteSession::send(const Json& line) {
@@ -103,18 +132,24 @@ Response RemoteSession::on_event(const Event& ev) {
     if (!sent) m_lost.fetch_add(1, std::memory_order_relaxed);
     return {};
   }
-  if (sent) {
-    // The answer usually comes back within microseconds: spin before sleeping.
-    const auto spin_end = Clock::now() + kSpin;
-    while (!w.done.load(std::memory_order_acquire) && Clock::now() < spin_end) cpu_relax();
+  // Wait for the answer: read it ourselves when no other thread is reading (the usual case:
+  // one wake-up, by the answer itself), else let the reader hand it over.
+  while (sent && !w.done.load(std::memory_order_acquire) && !dead() && Clock::now() < deadline) {
+    std::unique_lock reader(m_read_mutex, std::try_to_lock);
+    if (reader.owns_lock()) {
+      read_some(false);
+      continue;
+    }
+    std::unique_lock lock(m_wait_mutex);
+    m_wait_cv.wait_for(lock, std::chrono::milliseconds(1),
+                       [&] { return w.done.load(std::memory_order_acquire) || dead(); });
   }
-  std::unique_lock lock(m_wait_mutex);
-  if (sent && !w.done.load(std::memory_order_acquire)) {
-    m_wait_cv.wait_until(lock, deadline, [&] { return w.done.load(std::memory_order_acquire) || dead(); });
+  bool answered;
+  {
+    std::lock_guard lock(m_wait_mutex);
+    m_waiters.erase(ev.seq);
+    answered = w.done.load(std::memory_order_acquire);
   }
-  m_waiters.erase(ev.seq);
-  const bool answered = w.done.load(std::memory_order_acquire);
-  lock.unlock();
   if (!answered) {
     finish(sent ? fmt::format("no answer to event {} within {} ms", ev.seq, m_options.timeout.count())
                 : "cannot send events to the monitor");
@@ -183,26 +218,18 @@ void RemoteSession::handle_line(const std::string& line) {
 }
 
 void RemoteSession::serve(const std::function<bool()>& keep_going) {
-  std::string buf;
-  char chunk[4096];
   while (!dead() && keep_going()) {
     pollfd p{m_fd, POLLIN, 0};
     const int r = ::poll(&p, 1, 100);
     if (r < 0 && errno != EINTR) break;
     if (r <= 0) continue;
-    const ssize_t n = ::recv(m_fd, chunk, sizeof(chunk), 0);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) {
-      finish("the monitor closed its connection");
-      break;
+    std::unique_lock reader(m_read_mutex, std::try_to_lock);
+    if (!reader.owns_lock()) {
+      // A vCPU is reading (its answer is on the way): let it.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
     }
-    buf.append(chunk, static_cast<size_t>(n));
-    size_t nl;
-    while ((nl = buf.find('\n')) != std::string::npos && !dead()) {
-      handle_line(buf.substr(0, nl));
-      buf.erase(0, nl + 1);
-    }
-    if (buf.size() > kMaxLine) finish("the monitor sent an over-long line");
+    if (!read_some(true)) break;
   }
   finish("the session was closed (its domain went away or vigild is stopping)");
 }

@@ -6,9 +6,11 @@
 //  - A socket of its own per session, not the control connection: the control API stays
 //    one request / one answer per line, and each monitor gets its own flow control, so a slow
 //    monitor backs up only its own events.
-//  - The vCPU thread writes its event straight to the socket (no hand-off to another thread
-//    on the way out) and waits for the answer on a futex, spinning briefly first: the answer
-//    usually arrives within microseconds, and a futex sleep/wake pair costs as much again.
+//  - No thread hand-off on the way out or back: the vCPU thread writes its event straight to
+//    the socket and reads the answer from it itself (a blocking read, bounded by
+//    SO_RCVTIMEO), so a round trip costs what a ping-pong between two processes costs, one
+//    wake-up each way. The serving thread reads only while no vCPU does (commands, answers
+//    for vCPUs that wait behind the one reading, the end of the connection).
 //  - JSON lines: self-describing, easy from any language (the e2e tests speak it from
 //    Python), and at a few hundred bytes per event the encoding costs well under a
 //    microsecond, small beside the two context switches a round trip takes anyway.
@@ -43,8 +45,9 @@ namespace vigil::monitor {
 class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
  public:
   static constexpr auto kDefaultTimeout = std::chrono::milliseconds(1500);
-  // How long a vCPU spins for an answer before it sleeps on a futex.
-  static constexpr auto kSpin = std::chrono::microseconds(50);
+  // Longest single blocking read or write on the socket (SO_RCVTIMEO/SO_SNDTIMEO): the
+  // granularity at which a waiting vCPU notices its deadline or the session's end.
+  static constexpr auto kIoSlice = std::chrono::milliseconds(20);
 
   struct Options {
     std::chrono::milliseconds timeout = kDefaultTimeout;
@@ -84,6 +87,9 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   // Writes one whole line; waits for room until `deadline` once part of it is out (or from
   // the start when `wait` is set). False if it could not.
   bool write_line(const std::string& line, bool wait, std::chrono::steady_clock::time_point deadline);
+  // With m_read_mutex held: one read (blocking up to kIoSlice unless `dontwait`), then every
+  // complete line handled. False at the end of the connection.
+  bool read_some(bool dontwait);
   void handle_line(const std::string& line);
   void finish(std::string reason);
 
@@ -95,6 +101,8 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   std::atomic<uint64_t> m_lost{0};
   uint64_t m_lost_reported = 0;  // guarded by m_write_mutex
   std::mutex m_write_mutex;  // one line at a time from several vCPUs
+  std::mutex m_read_mutex;   // one reader at a time: a waiting vCPU or the serving thread
+  std::string m_read_buf;    // guarded by m_read_mutex
   std::mutex m_wait_mutex;
   std::condition_variable m_wait_cv;
   std::map<uint64_t, Waiter*> m_waiters;  // seq -> the vCPU waiting for it

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <thread>
 
 #include "../riscv/cpu_harness.h"
@@ -48,6 +49,7 @@ class Client {
 class RemoteTest : public CpuTest {
  protected:
   RemoteTest() : hub(std::make_unique<Hub>(mem, std::vector<Hart*>{hart.get()})) {
+    std::signal(SIGPIPE, SIG_IGN);  // as vigild does: a vanished monitor is an error, not a signal
     int fds[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
     client = std::make_unique<Client>(fds[1]);
