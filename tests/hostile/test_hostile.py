@@ -527,7 +527,10 @@ class Vigild:
             s.sendall((json.dumps({"op": "console", "domain": domain}) + "\n").encode())
             s.settimeout(0.3)
             data = b""
-            while True:
+            # The history comes first, then live output: a domain that prints without pause
+            # (a storm's ALIVE lines) would keep this loop going forever, so it is bounded.
+            end = time.monotonic() + 2
+            while time.monotonic() < end:
                 try:
                     chunk = s.recv(65536)
                 except socket.timeout:
