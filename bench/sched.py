@@ -54,6 +54,20 @@ def log(msg):
     print(f"sched: {msg}", file=sys.stderr, flush=True)
 
 
+def recv_until(s, end, buf, stop_at_newline=False):
+    """Appends what `s` sends until `end` (monotonic), EOF, or (if asked) a newline."""
+    while time.monotonic() < end and not (stop_at_newline and b"\n" in buf):
+        s.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            break
+        if not d:
+            break
+        buf += d
+    return buf
+
+
 class MeasureError(Exception):
     """A measurement could not be taken."""
 
@@ -135,26 +149,8 @@ class Vigild:
             s.sendall((json.dumps({"op": "console", "domain": domain}) + "\n").encode())
             # The answer line first (vigild's API thread may be slow to get a core on a
             # loaded host: wait up to 5 s for it), then whatever history follows in `wait`.
-            end = time.monotonic() + 5
-            while time.monotonic() < end and b"\n" not in buf:
-                s.settimeout(max(0.01, end - time.monotonic()))
-                try:
-                    d = s.recv(65536)
-                except socket.timeout:
-                    break
-                if not d:
-                    break
-                buf += d
-            end = time.monotonic() + wait
-            while time.monotonic() < end:
-                s.settimeout(max(0.01, end - time.monotonic()))
-                try:
-                    d = s.recv(65536)
-                except socket.timeout:
-                    break
-                if not d:
-                    break
-                buf += d
+            buf = recv_until(s, time.monotonic() + 5, buf, stop_at_newline=True)
+            buf = recv_until(s, time.monotonic() + wait, buf)
         finally:
             s.close()
         head, _, rest = buf.partition(b"\n")
