@@ -37,9 +37,10 @@ int fail(const std::string& message) {
   return 1;
 }
 
+// Printed lines are flushed when no further event is already waiting (event_loop), so a
+// burst of events costs one write, and a reader still sees each event without delay.
 void print(const Json& j) {
   std::fputs((j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n").c_str(), stdout);
-  std::fflush(stdout);
 }
 
 std::vector<std::string> split(const std::string& text) {
@@ -62,11 +63,13 @@ Json base_request(const Options& o) {
 int event_loop(MonitorClient& client, uint64_t count, const std::function<bool(const Json&)>& handle) {
   uint64_t seen = 0;
   while (count == 0 || seen < count) {
+    if (!client.has_line()) std::fflush(stdout);
     auto ev = client.next();
     if (!ev) return fail(ev.error().message);
     if (!ev->contains("seq")) continue;
     if (handle(*ev)) ++seen;
   }
+  std::fflush(stdout);
   return 0;
 }
 

@@ -58,27 +58,27 @@ void RemoteSession::finish(std::string reason) {
   if (m_monitor) m_monitor->detach();
 }
 
-bool RemoteSession::write_line(const std::string& line, bool wait, Clock::time_point deadline) {
+bool RemoteSession::flush_locked(bool wait, Clock::time_point deadline) {
   size_t done = 0;
-  while (done < line.size()) {
-    // The first try never blocks unless the caller waits anyway (a synchronous event):
-    // an asynchronous event that finds the socket full is dropped whole.
-    const ssize_t n = (done == 0 && !wait)
-                          ? ::send(m_fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
-                          : ::write(m_fd, line.data() + done, line.size() - done);
+  while (done < m_out.size()) {
+    const ssize_t n = wait ? ::write(m_fd, m_out.data() + done, m_out.size() - done)
+                           : ::send(m_fd, m_out.data() + done, m_out.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && (wait || done > 0) && Clock::now() < deadline &&
-        !dead()) {
-      continue;  // write() blocked for kIoSlice: try again until the deadline
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (wait && Clock::now() < deadline && !dead()) continue;  // write() waited kIoSlice: again
+      break;
     }
-    if (done > 0) finish("the monitor stopped reading in the middle of an event");
+    m_out.erase(0, done);
+    finish(fmt::format("writing to the monitor failed: {}", std::strerror(errno)));
     return false;
   }
-  return true;
+  m_out.erase(0, done);
+  m_last_flush = Clock::now();
+  return m_out.empty();
 }
 
 bool RemoteSession::read_some(bool dontwait) {
@@ -106,7 +106,8 @@ bool RemoteSession::read_some(bool dontwait) {
 
 bool RemoteSession::send(const Json& line) {
   std::lock_guard lock(m_write_mutex);
-  return write_line(line.dump() + "\n", true, Clock::now() + m_options.timeout);
+  m_out += line.dump() + "\n";
+  return flush_locked(true, Clock::now() + m_options.timeout);
 }
 
 Response RemoteSession::on_event(const Event& ev) {
@@ -122,16 +123,22 @@ Response RemoteSession::on_event(const Event& ev) {
   bool sent = false;
   {
     std::lock_guard lock(m_write_mutex);
+    if (!ev.sync && m_out.size() >= kMaxBuffered) {
+      m_lost.fetch_add(1, std::memory_order_relaxed);
+      return {};
+    }
     const uint64_t lost = m_lost.load(std::memory_order_relaxed);
     if (lost != m_lost_reported) j["lost"] = lost;
-    const std::string line = j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
-    sent = write_line(line, ev.sync, deadline);
-    if (sent) m_lost_reported = lost;
+    m_lost_reported = lost;
+    m_out += j.dump(-1, ' ', false, Json::error_handler_t::replace);
+    m_out += '\n';
+    if (ev.sync) {
+      sent = flush_locked(true, deadline);
+    } else if (m_out.size() >= kFlushBytes || Clock::now() - m_last_flush >= kFlushInterval) {
+      flush_locked(false, deadline);
+    }
   }
-  if (!ev.sync) {
-    if (!sent) m_lost.fetch_add(1, std::memory_order_relaxed);
-    return {};
-  }
+  if (!ev.sync) return {};
   // Wait for the answer: read it ourselves when no other thread is reading (the usual case:
   // one wake-up, by the answer itself), else let the reader hand it over.
   while (sent && !w.done.load(std::memory_order_acquire) && !dead() && Clock::now() < deadline) {
@@ -220,8 +227,13 @@ void RemoteSession::handle_line(const std::string& line) {
 void RemoteSession::serve(const std::function<bool()>& keep_going) {
   while (!dead() && keep_going()) {
     pollfd p{m_fd, POLLIN, 0};
-    const int r = ::poll(&p, 1, 100);
+    const int r = ::poll(&p, 1, 10);
     if (r < 0 && errno != EINTR) break;
+    {
+      // Asynchronous events a quiet vCPU left in the buffer go out from here.
+      std::lock_guard lock(m_write_mutex);
+      if (!m_out.empty()) flush_locked(false, Clock::now());
+    }
     if (r <= 0) continue;
     std::unique_lock reader(m_read_mutex, std::try_to_lock);
     if (!reader.owns_lock()) {

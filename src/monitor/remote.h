@@ -14,9 +14,13 @@
 //  - JSON lines: self-describing, easy from any language (the e2e tests speak it from
 //    Python), and at a few hundred bytes per event the encoding costs well under a
 //    microsecond, small beside the two context switches a round trip takes anyway.
-//  - Never wedging the guest: asynchronous events are written without blocking and dropped
-//    (counted, reported as "lost" in the next event) when the socket is full; a synchronous
-//    event waits at most `timeout` for its answer. A timeout, a closed socket or a malformed
+//  - Asynchronous events are batched: a vCPU appends them to an output buffer that goes out
+//    (without blocking) once it holds kFlushBytes or is kFlushInterval old, or with the next
+//    synchronous event, or from the serving thread's timer; a system call traced at entry
+//    and return then costs two appends, not two system calls.
+//  - Never wedging the guest: asynchronous events are never waited for; when the buffer is
+//    full (the monitor does not keep up) they are dropped, counted and reported as "lost" in
+//    the next event; a synchronous event waits at most `timeout` for its answer. A timeout, a closed socket or a malformed
 //    answer ends the session: the monitor is detached (its rights, breakpoints and
 //    subscriptions dropped) and every vCPU waiting on it continues.
 //
@@ -48,6 +52,9 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   // Longest single blocking read or write on the socket (SO_RCVTIMEO/SO_SNDTIMEO): the
   // granularity at which a waiting vCPU notices its deadline or the session's end.
   static constexpr auto kIoSlice = std::chrono::milliseconds(20);
+  static constexpr size_t kFlushBytes = 16 * 1024;
+  static constexpr size_t kMaxBuffered = 1024 * 1024;  // beyond this, asynchronous events are lost
+  static constexpr auto kFlushInterval = std::chrono::milliseconds(1);
 
   struct Options {
     std::chrono::milliseconds timeout = kDefaultTimeout;
@@ -84,9 +91,9 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   };
 
   Response on_event(const Event& ev);  // vCPU threads
-  // Writes one whole line; waits for room until `deadline` once part of it is out (or from
-  // the start when `wait` is set). False if it could not.
-  bool write_line(const std::string& line, bool wait, std::chrono::steady_clock::time_point deadline);
+  // With m_write_mutex held: sends what m_out holds, waiting for room until `deadline` when
+  // `wait` is set (else only what fits now). False if something is left.
+  bool flush_locked(bool wait, std::chrono::steady_clock::time_point deadline);
   // With m_read_mutex held: one read (blocking up to kIoSlice unless `dontwait`), then every
   // complete line handled. False at the end of the connection.
   bool read_some(bool dontwait);
@@ -100,6 +107,8 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   std::atomic<bool> m_dead{false};
   std::atomic<uint64_t> m_lost{0};
   uint64_t m_lost_reported = 0;  // guarded by m_write_mutex
+  std::string m_out;             // guarded by m_write_mutex: whole lines not sent yet
+  std::chrono::steady_clock::time_point m_last_flush{};  // guarded by m_write_mutex
   std::mutex m_write_mutex;  // one line at a time from several vCPUs
   std::mutex m_read_mutex;   // one reader at a time: a waiting vCPU or the serving thread
   std::string m_read_buf;    // guarded by m_read_mutex

@@ -27,6 +27,8 @@ class MonitorClient {
   const Json& opened() const { return m_opened; }
   // The next event or command acknowledgement; an error when the session ended.
   Result<Json> next();
+  // Whether next() can answer without waiting (a whole line is buffered).
+  bool has_line() const { return m_buf.find('\n') != std::string::npos; }
   // Answers the synchronous event `seq`.
   Result<void> answer(uint64_t seq, monitor::Action action, const Json& extra = Json::object());
   Result<void> send(const Json& line);
