@@ -2,6 +2,7 @@
 #include "monitor/json.h"
 
 #include <charconv>
+#include <iterator>
 
 namespace vigil::monitor {
 
@@ -83,6 +84,47 @@ Json to_json(const Event& ev) {
       break;
   }
   return j;
+}
+
+void append_event_line(const Event& ev, std::string_view extra, std::string& out) {
+  auto it = std::back_inserter(out);
+  fmt::format_to(it, R"({{"seq":{},"type":"{}","sync":{},"vcpu":{},"priv":"{}","pc":{},"satp":{})", ev.seq,
+                 to_string(ev.type), ev.sync, ev.vcpu, priv_name(ev.priv), ev.pc, ev.satp);
+  auto args = [&] {
+    fmt::format_to(it, R"(,"args":[{},{},{},{},{},{}])", ev.args[0], ev.args[1], ev.args[2], ev.args[3], ev.args[4],
+                   ev.args[5]);
+  };
+  switch (ev.type) {
+    case EventType::kMemAccess:
+      fmt::format_to(it, R"(,"gpa":{},"gva":{},"access":"{}","size":{})", ev.gpa, ev.gva, access_name(ev.access),
+                     ev.size);
+      break;
+    case EventType::kCsrWrite: {
+      const std::string_view name = csr_name(ev.csr);
+      if (name.empty()) fmt::format_to(it, R"(,"csr":{})", ev.csr);
+      else fmt::format_to(it, R"(,"csr":"{}")", name);
+      fmt::format_to(it, R"(,"csr_num":{},"old":{},"new":{})", ev.csr, ev.old_value, ev.new_value);
+      break;
+    }
+    case EventType::kBreakpoint: fmt::format_to(it, R"(,"gpa":{},"gva":{})", ev.gpa, ev.gva); break;
+    case EventType::kSingleStep: break;
+    case EventType::kSyscallReturn:
+      fmt::format_to(it, R"(,"ret":{})", ev.ret);
+      [[fallthrough]];
+    case EventType::kSyscall:
+      fmt::format_to(it, R"(,"nr":{},"sp":{},"task":{})", ev.nr, ev.sp, ev.sscratch);
+      args();
+      break;
+    case EventType::kGuestRequest:
+      fmt::format_to(it, R"(,"fid":{})", ev.nr);
+      args();
+      break;
+    case EventType::kTrap:
+      fmt::format_to(it, R"(,"cause":{},"tval":{},"interrupt":{},"epc":{})", ev.cause, ev.tval, ev.interrupt, ev.gva);
+      break;
+  }
+  out += extra;
+  out += "}\n";
 }
 
 Result<Response> response_from_json(const Json& j) {

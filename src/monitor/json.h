@@ -22,6 +22,10 @@ namespace vigil::monitor {
 using Json = nlohmann::json;
 
 Json to_json(const Event& ev);
+// The same object as one line of text, written straight into `out` without building a Json
+// (the transport's hot path: a few hundred nanoseconds instead of a few microseconds).
+// `extra` is inserted before the closing brace: "" or `,"key":value...`.
+void append_event_line(const Event& ev, std::string_view extra, std::string& out);
 Result<Response> response_from_json(const Json& j);
 Result<Subscription> subscription_from_json(const Json& j);
 // "rwx", "r-x", "" ... -> p2m bits.

@@ -112,8 +112,8 @@ bool RemoteSession::send(const Json& line) {
 
 Response RemoteSession::on_event(const Event& ev) {
   if (dead()) return {};
-  Json j = to_json(ev);
-  if (m_options.annotate) m_options.annotate(ev, j);
+  std::string extra;
+  if (m_options.annotate) m_options.annotate(ev, extra);
   const auto deadline = Clock::now() + m_options.timeout;
   Waiter w;
   if (ev.sync) {
@@ -128,10 +128,9 @@ Response RemoteSession::on_event(const Event& ev) {
       return {};
     }
     const uint64_t lost = m_lost.load(std::memory_order_relaxed);
-    if (lost != m_lost_reported) j["lost"] = lost;
+    if (lost != m_lost_reported) extra += fmt::format(R"(,"lost":{})", lost);
     m_lost_reported = lost;
-    m_out += j.dump(-1, ' ', false, Json::error_handler_t::replace);
-    m_out += '\n';
+    append_event_line(ev, extra, m_out);
     if (ev.sync) {
       sent = flush_locked(true, deadline);
     } else if (m_out.size() >= kFlushBytes || Clock::now() - m_last_flush >= kFlushInterval) {

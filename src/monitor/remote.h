@@ -58,9 +58,10 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
 
   struct Options {
     std::chrono::milliseconds timeout = kDefaultTimeout;
-    // Adds fields to an event before it is sent (vigild: the pid and comm of `task`); runs
-    // on the vCPU thread and must not block.
-    std::function<void(const Event&, Json&)> annotate;
+    // Adds fields to an event before it is sent (vigild: the pid and comm of `task`), as
+    // `,"key":value` JSON text appended to its second argument; runs on the vCPU thread and
+    // must not block.
+    std::function<void(const Event&, std::string&)> annotate;
   };
 
   // Attaches a monitor named `name` to `hub`; owns `fd` (a connected stream socket) from now

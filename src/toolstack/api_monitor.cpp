@@ -312,19 +312,20 @@ int accept_client(int listen_fd) {
 
 // Adds "pid" and "comm" to user-mode events: Linux keeps `current` in sscratch while in
 // U-mode (arch/riscv/kernel/entry.S), and the profile gives task_struct's tgid and comm.
-std::function<void(const monitor::Event&, Json&)> pid_annotator(const Plan& plan) {
+std::function<void(const monitor::Event&, std::string&)> pid_annotator(const Plan& plan) {
   if (!plan.kernel) return {};
   const introspect::GuestView view = plan.kernel->view;
   const uint64_t satp = plan.kernel->kernel_satp;
   const uint64_t tgid = plan.kernel->profile->task_struct.tgid.offset;
   const uint64_t comm = plan.kernel->profile->task_struct.comm.offset;
-  return [view, satp, tgid, comm](const monitor::Event& ev, Json& j) {
+  return [view, satp, tgid, comm](const monitor::Event& ev, std::string& out) {
     if (ev.priv != riscv::Priv::U || ev.sscratch == 0) return;
     auto pid = view.read_virt_u32(satp, ev.sscratch + tgid);
     if (!pid) return;
-    j["pid"] = static_cast<int32_t>(*pid);
+    out += fmt::format(R"(,"pid":{})", static_cast<int32_t>(*pid));
+    // comm is the guest's bytes: quoted and escaped by the JSON library, never pasted.
     auto name = view.read_virt_string(satp, ev.sscratch + comm, 16);
-    if (name) j["comm"] = *name;
+    if (name) out += ",\"comm\":" + Json(*name).dump(-1, ' ', false, Json::error_handler_t::replace);
   };
 }
 
