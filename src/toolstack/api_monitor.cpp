@@ -329,7 +329,23 @@ std::function<void(const monitor::Event&, std::string&)> pid_annotator(const Pla
   };
 }
 
-void run_session(std::shared_ptr<DomainMonitors> dm, std::shared_ptr<SessionRecord> rec, int listen_fd, Plan plan) {
+// Once a stopped domain is held by nothing but its DomainMonitors (the manager has dropped
+// it, so the scheduler has let go of its vCPUs), forgets it: its RAM goes with the hub.
+void forget_when_gone(uint32_t id, const std::shared_ptr<DomainMonitors>& dm) {
+  for (int i = 0; i < 200 && dm->dom.use_count() > 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (dm->dom.use_count() > 1) return;  // still in use: the next monitor-open or monitor-list prunes it
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  auto it = r.domains.find(id);
+  if (it == r.domains.end() || it->second != dm) return;
+  std::lock_guard l(dm->mutex);
+  const bool live = std::any_of(dm->sessions.begin(), dm->sessions.end(),
+                                [](const auto& s) { return s->state == "connected" || s->state == "waiting"; });
+  if (!live) r.domains.erase(it);
+}
+
+void run_session(uint32_t id, std::shared_ptr<DomainMonitors> dm, std::shared_ptr<SessionRecord> rec, int listen_fd,
+                 Plan plan) {
   const int fd = accept_client(listen_fd);
   ::close(listen_fd);
   if (fd < 0) {
@@ -352,11 +368,16 @@ void run_session(std::shared_ptr<DomainMonitors> dm, std::shared_ptr<SessionReco
   for (uint32_t v : plan.single_step) mon.set_single_step(v, true);
   session->send(Json{{"ready", true}, {"session", rec->id}});
   session->serve([&] { return !dm->dom->outcome().has_value(); });
-  std::lock_guard lock(dm->mutex);
-  rec->state = "closed";
-  rec->end_reason = session->end_reason();
-  rec->events = mon.delivered();
-  rec->lost = session->lost();
+  {
+    std::lock_guard lock(dm->mutex);
+    rec->state = "closed";
+    rec->end_reason = session->end_reason();
+    rec->events = mon.delivered();
+    rec->lost = session->lost();
+  }
+  session.reset();
+  plan.kernel.reset();
+  if (dm->dom->outcome()) forget_when_gone(id, dm);
 }
 
 Result<uint32_t> domain_id(hv::DomainManager& m, const Json& req) {
@@ -393,7 +414,7 @@ Json open_session(hv::DomainManager& m, const Json& req) {
     std::lock_guard lock((*dm)->mutex);
     (*dm)->sessions.push_back(rec);
   }
-  std::thread(run_session, *dm, rec, sock->first, std::move(*plan)).detach();
+  std::thread(run_session, *id, *dm, rec, sock->first, std::move(*plan)).detach();
   return answer;
 }
 
