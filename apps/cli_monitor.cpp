@@ -142,7 +142,8 @@ int monitor_cmd(const std::string& socket, const Options& o) {
   req["events"] = Json::array();
   for (const std::string& type : split(o.events)) {
     if (!monitor::event_type_from(type)) {
-      return fail(fmt::format("unknown event '{}' (mem, csr, breakpoint, singlestep, syscall, sysret, request, trap)", type));
+      return fail(fmt::format(
+          "unknown event '{}' (mem, csr, breakpoint, singlestep, syscall, sysret, request, trap)", type));
     }
     Json sub = {{"type", type}, {"sync", o.sync}};
     if (type == "csr") {
@@ -181,23 +182,27 @@ std::function<std::optional<int>()> add_monitor_commands(CLI::App& app, const st
   auto common = [&](CLI::App* c) {
     c->add_option("domain", o->domain, "domain name or id")->required();
     c->add_option("--count", o->count, "exit after this many events");
-    c->add_option("--timeout-ms", o->timeout_ms, "vigild drops this monitor if it does not answer within this time")
+    c->add_option("--timeout-ms", o->timeout_ms,
+                  "vigild drops this monitor if it does not answer within this time")
         ->capture_default_str();
   };
-  CLI::App* trace_cmd = app.add_subcommand("trace", "Trace a domain's system calls from outside (JSON lines)");
+  CLI::App* trace_cmd =
+      app.add_subcommand("trace", "Trace a domain's system calls from outside (JSON lines)");
   common(trace_cmd);
   trace_cmd->add_flag("--syscalls", o->syscalls, "trace system calls (ECALL from user mode)");
   trace_cmd->add_option("--pid", o->pid, "only this process (its address space)");
   trace_cmd->add_option("--nr", o->numbers, "only these system call numbers");
   trace_cmd->add_flag("--no-returns", o->no_returns, "do not report return values");
-  CLI::App* protect_cmd = app.add_subcommand("protect", "Write-protect guest memory in the P2m; report (and deny) writes");
+  CLI::App* protect_cmd =
+      app.add_subcommand("protect", "Write-protect guest memory in the P2m; report (and deny) writes");
   common(protect_cmd);
   protect_cmd->add_flag("--kernel-text", o->kernel_text, "kernel text (_stext.._etext) and sys_call_table");
   protect_cmd->add_option("--range", o->ranges, "guest-physical GPA:LENGTH (repeatable)");
   protect_cmd->add_flag("--allow", o->allow, "report writes but let them happen");
   CLI::App* mon = app.add_subcommand("monitor", "Watch a domain's vm_events (JSON lines)");
   common(mon);
-  mon->add_option("--events", o->events, "mem,csr,breakpoint,singlestep,syscall,sysret,request,trap")->required();
+  mon->add_option("--events", o->events, "mem,csr,breakpoint,singlestep,syscall,sysret,request,trap")
+      ->required();
   mon->add_flag("--sync", o->sync, "the guest waits for an answer to each event");
   mon->add_flag("--deny", o->deny, "answer synchronous events with deny");
   mon->add_option("--breakpoint", o->breakpoints, "kernel symbol or guest-virtual address (repeatable)");

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -115,8 +115,12 @@ void InProcess(benchmark::State& state, bool sync) {
   run_loop(state, m, 20'000, events);
   periods.report(state, seen, std::chrono::duration<double>(Clock::now() - t0).count());
 }
-void InProcessSync(benchmark::State& state) { InProcess(state, true); }
-void InProcessAsync(benchmark::State& state) { InProcess(state, false); }
+void InProcessSync(benchmark::State& state) {
+  InProcess(state, true);
+}
+void InProcessAsync(benchmark::State& state) {
+  InProcess(state, false);
+}
 
 // The monitor process: answers every synchronous event with "continue" (parsing each line,
 // as any client would), or just drains the socket.
@@ -178,8 +182,12 @@ void Remote(benchmark::State& state, bool sync) {
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
 }
-void RemoteSync(benchmark::State& state) { Remote(state, true); }
-void RemoteAsync(benchmark::State& state) { Remote(state, false); }
+void RemoteSync(benchmark::State& state) {
+  Remote(state, true);
+}
+void RemoteAsync(benchmark::State& state) {
+  Remote(state, false);
+}
 
 BENCHMARK(NoMonitor)->Unit(benchmark::kMicrosecond)->MinTime(1.0);
 BENCHMARK(InProcessSync)->Unit(benchmark::kMicrosecond)->MinTime(1.0);

@@ -14,21 +14,23 @@ struct CsrName {
   unsigned number;
 };
 constexpr CsrName kCsrNames[] = {
-    {"satp", riscv::csr::kSatp},       {"stvec", riscv::csr::kStvec},       {"sstatus", riscv::csr::kSstatus},
-    {"sie", riscv::csr::kSie},         {"sscratch", riscv::csr::kSscratch}, {"sepc", riscv::csr::kSepc},
-    {"scause", riscv::csr::kScause},   {"stval", riscv::csr::kStval},       {"mstatus", riscv::csr::kMstatus},
-    {"mtvec", riscv::csr::kMtvec},     {"medeleg", riscv::csr::kMedeleg},   {"mideleg", riscv::csr::kMideleg},
-    {"mie", riscv::csr::kMie},         {"mepc", riscv::csr::kMepc},         {"mcause", riscv::csr::kMcause},
-    {"mtval", riscv::csr::kMtval},     {"mscratch", riscv::csr::kMscratch},
+    {"satp", riscv::csr::kSatp},     {"stvec", riscv::csr::kStvec},       {"sstatus", riscv::csr::kSstatus},
+    {"sie", riscv::csr::kSie},       {"sscratch", riscv::csr::kSscratch}, {"sepc", riscv::csr::kSepc},
+    {"scause", riscv::csr::kScause}, {"stval", riscv::csr::kStval},       {"mstatus", riscv::csr::kMstatus},
+    {"mtvec", riscv::csr::kMtvec},   {"medeleg", riscv::csr::kMedeleg},   {"mideleg", riscv::csr::kMideleg},
+    {"mie", riscv::csr::kMie},       {"mepc", riscv::csr::kMepc},         {"mcause", riscv::csr::kMcause},
+    {"mtval", riscv::csr::kMtval},   {"mscratch", riscv::csr::kMscratch},
 };
 
 // ABI names in register order (unprivileged spec chapter 25, table 25.1).
 constexpr std::array<std::string_view, 32> kRegNames = {
-    "zero", "ra", "sp", "gp", "tp",  "t0",  "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5",
-    "a6",   "a7", "s2", "s3", "s4",  "s5",  "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6"};
+    "zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0",  "a1",  "a2", "a3", "a4", "a5",
+    "a6",   "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6"};
 }  // namespace
 
-std::string_view to_string(EventType type) { return kTypeNames[static_cast<unsigned>(type)]; }
+std::string_view to_string(EventType type) {
+  return kTypeNames[static_cast<unsigned>(type)];
+}
 
 std::optional<EventType> event_type_from(std::string_view name) {
   for (unsigned i = 0; i < kEventTypeCount; ++i) {
@@ -39,9 +41,12 @@ std::optional<EventType> event_type_from(std::string_view name) {
 
 std::string_view to_string(Action action) {
   switch (action) {
-    case Action::kContinue: return "continue";
-    case Action::kDeny: return "deny";
-    case Action::kEmulate: return "emulate";
+    case Action::kContinue:
+      return "continue";
+    case Action::kDeny:
+      return "deny";
+    case Action::kEmulate:
+      return "emulate";
   }
   return "continue";
 }

@@ -35,19 +35,17 @@ std::optional<EventType> event_type_from(std::string_view name);
 
 // CSRs watched when a kCsrWrite subscription names none: satp (address-space switches, our
 // CR3), the S-mode trap setup, and the M-mode trap CSRs when firmware runs.
-inline constexpr std::array<unsigned, 9> kDefaultCsrs = {riscv::csr::kSatp,    riscv::csr::kStvec,
-                                                         riscv::csr::kSstatus, riscv::csr::kSie,
-                                                         riscv::csr::kMstatus, riscv::csr::kMtvec,
-                                                         riscv::csr::kMedeleg, riscv::csr::kMideleg,
-                                                         riscv::csr::kMie};
+inline constexpr std::array<unsigned, 9> kDefaultCsrs = {
+    riscv::csr::kSatp,  riscv::csr::kStvec,   riscv::csr::kSstatus, riscv::csr::kSie, riscv::csr::kMstatus,
+    riscv::csr::kMtvec, riscv::csr::kMedeleg, riscv::csr::kMideleg, riscv::csr::kMie};
 // "satp" -> 0x180 and back (the CSRs above plus sepc/scause/stval/mepc/mcause/mtval/sscratch).
 std::optional<unsigned> csr_from_name(std::string_view name);
 std::string_view csr_name(unsigned csr);
 
 struct Event {
   EventType type = EventType::kTrap;
-  bool sync = false;    // the vCPU waits for the answer
-  uint64_t seq = 0;     // per domain, increasing
+  bool sync = false;  // the vCPU waits for the answer
+  uint64_t seq = 0;   // per domain, increasing
   uint32_t vcpu = 0;
   riscv::Priv priv = riscv::Priv::S;  // privilege the vCPU was in when the event arose
   uint64_t pc = 0;
@@ -103,9 +101,9 @@ struct Response {
 
 // Filters run on the vCPU before the event leaves it.
 struct Filter {
-  uint64_t lo = 0, hi = ~0ull;     // address range [lo, hi]: gpa for kMemAccess/kBreakpoint, pc otherwise
-  std::optional<uint64_t> satp;    // only while this address space runs (satp's MODE and PPN)
-  std::vector<uint64_t> numbers;   // syscall numbers, CSR numbers, trap causes, request FIDs (empty: all)
+  uint64_t lo = 0, hi = ~0ull;    // address range [lo, hi]: gpa for kMemAccess/kBreakpoint, pc otherwise
+  std::optional<uint64_t> satp;   // only while this address space runs (satp's MODE and PPN)
+  std::vector<uint64_t> numbers;  // syscall numbers, CSR numbers, trap causes, request FIDs (empty: all)
   std::optional<uint32_t> vcpu;
 };
 

@@ -7,11 +7,15 @@
 namespace vigil::monitor {
 
 namespace {
-const char* priv_name(riscv::Priv p) { return p == riscv::Priv::U ? "U" : p == riscv::Priv::S ? "S" : "M"; }
+const char* priv_name(riscv::Priv p) {
+  return p == riscv::Priv::U ? "U" : p == riscv::Priv::S ? "S" : "M";
+}
 const char* access_name(riscv::AccessType t) {
   return t == riscv::AccessType::kRead ? "r" : t == riscv::AccessType::kWrite ? "w" : "x";
 }
-Json args_json(const Event& ev) { return Json(std::vector<uint64_t>(ev.args.begin(), ev.args.end())); }
+Json args_json(const Event& ev) {
+  return Json(std::vector<uint64_t>(ev.args.begin(), ev.args.end()));
+}
 }  // namespace
 
 Result<uint64_t> number_from_json(const Json& j, std::string_view what) {
@@ -32,19 +36,28 @@ Result<uint8_t> rights_from_string(std::string_view s) {
   uint8_t r = 0;
   for (char c : s) {
     switch (c) {
-      case 'r': r |= riscv::p2m::kRead; break;
-      case 'w': r |= riscv::p2m::kWrite; break;
-      case 'x': r |= riscv::p2m::kExec; break;
-      case '-': break;
-      default: return make_error("rights \"{}\": only r, w, x and - are allowed", s);
+      case 'r':
+        r |= riscv::p2m::kRead;
+        break;
+      case 'w':
+        r |= riscv::p2m::kWrite;
+        break;
+      case 'x':
+        r |= riscv::p2m::kExec;
+        break;
+      case '-':
+        break;
+      default:
+        return make_error("rights \"{}\": only r, w, x and - are allowed", s);
     }
   }
   return r;
 }
 
 Json to_json(const Event& ev) {
-  Json j = {{"seq", ev.seq},   {"type", to_string(ev.type)}, {"sync", ev.sync}, {"vcpu", ev.vcpu},
-            {"priv", priv_name(ev.priv)}, {"pc", ev.pc}, {"satp", ev.satp}};
+  Json j = {{"seq", ev.seq},   {"type", to_string(ev.type)}, {"sync", ev.sync},
+            {"vcpu", ev.vcpu}, {"priv", priv_name(ev.priv)}, {"pc", ev.pc},
+            {"satp", ev.satp}};
   switch (ev.type) {
     case EventType::kMemAccess:
       j["gpa"] = ev.gpa;
@@ -62,7 +75,8 @@ Json to_json(const Event& ev) {
       j["gpa"] = ev.gpa;
       j["gva"] = ev.gva;
       break;
-    case EventType::kSingleStep: break;
+    case EventType::kSingleStep:
+      break;
     case EventType::kSyscallReturn:
       j["ret"] = ev.ret;
       [[fallthrough]];
@@ -91,23 +105,28 @@ void append_event_line(const Event& ev, std::string_view extra, std::string& out
   fmt::format_to(it, R"({{"seq":{},"type":"{}","sync":{},"vcpu":{},"priv":"{}","pc":{},"satp":{})", ev.seq,
                  to_string(ev.type), ev.sync, ev.vcpu, priv_name(ev.priv), ev.pc, ev.satp);
   auto args = [&] {
-    fmt::format_to(it, R"(,"args":[{},{},{},{},{},{}])", ev.args[0], ev.args[1], ev.args[2], ev.args[3], ev.args[4],
-                   ev.args[5]);
+    fmt::format_to(it, R"(,"args":[{},{},{},{},{},{}])", ev.args[0], ev.args[1], ev.args[2], ev.args[3],
+                   ev.args[4], ev.args[5]);
   };
   switch (ev.type) {
     case EventType::kMemAccess:
-      fmt::format_to(it, R"(,"gpa":{},"gva":{},"access":"{}","size":{})", ev.gpa, ev.gva, access_name(ev.access),
-                     ev.size);
+      fmt::format_to(it, R"(,"gpa":{},"gva":{},"access":"{}","size":{})", ev.gpa, ev.gva,
+                     access_name(ev.access), ev.size);
       break;
     case EventType::kCsrWrite: {
       const std::string_view name = csr_name(ev.csr);
-      if (name.empty()) fmt::format_to(it, R"(,"csr":{})", ev.csr);
-      else fmt::format_to(it, R"(,"csr":"{}")", name);
+      if (name.empty())
+        fmt::format_to(it, R"(,"csr":{})", ev.csr);
+      else
+        fmt::format_to(it, R"(,"csr":"{}")", name);
       fmt::format_to(it, R"(,"csr_num":{},"old":{},"new":{})", ev.csr, ev.old_value, ev.new_value);
       break;
     }
-    case EventType::kBreakpoint: fmt::format_to(it, R"(,"gpa":{},"gva":{})", ev.gpa, ev.gva); break;
-    case EventType::kSingleStep: break;
+    case EventType::kBreakpoint:
+      fmt::format_to(it, R"(,"gpa":{},"gva":{})", ev.gpa, ev.gva);
+      break;
+    case EventType::kSingleStep:
+      break;
     case EventType::kSyscallReturn:
       fmt::format_to(it, R"(,"ret":{})", ev.ret);
       [[fallthrough]];
@@ -120,7 +139,8 @@ void append_event_line(const Event& ev, std::string_view extra, std::string& out
       args();
       break;
     case EventType::kTrap:
-      fmt::format_to(it, R"(,"cause":{},"tval":{},"interrupt":{},"epc":{})", ev.cause, ev.tval, ev.interrupt, ev.gva);
+      fmt::format_to(it, R"(,"cause":{},"tval":{},"interrupt":{},"epc":{})", ev.cause, ev.tval, ev.interrupt,
+                     ev.gva);
       break;
   }
   out += extra;
@@ -182,7 +202,9 @@ Result<Subscription> subscription_from_json(const Json& j) {
   }
   const std::string type = j["type"].get<std::string>();
   auto t = event_type_from(type);
-  if (!t) return make_error("unknown event type \"{}\" (mem, csr, breakpoint, singlestep, syscall, sysret, request, trap)", type);
+  if (!t)
+    return make_error(
+        "unknown event type \"{}\" (mem, csr, breakpoint, singlestep, syscall, sysret, request, trap)", type);
   Subscription s{.type = *t};
   if (auto it = j.find("sync"); it != j.end()) s.sync = it->is_boolean() && it->get<bool>();
   if (auto it = j.find("on_change"); it != j.end()) s.on_change = it->is_boolean() && it->get<bool>();
@@ -205,10 +227,14 @@ Result<Subscription> subscription_from_json(const Json& j) {
     if (it == j.end() || it->is_null()) continue;
     auto v = number_from_json(*it, key);
     if (!v) return std::unexpected(v.error());
-    if (std::string_view(key) == "lo") s.filter.lo = *v;
-    else if (std::string_view(key) == "hi") s.filter.hi = *v;
-    else if (std::string_view(key) == "satp") s.filter.satp = *v;
-    else s.filter.vcpu = static_cast<uint32_t>(*v);
+    if (std::string_view(key) == "lo")
+      s.filter.lo = *v;
+    else if (std::string_view(key) == "hi")
+      s.filter.hi = *v;
+    else if (std::string_view(key) == "satp")
+      s.filter.satp = *v;
+    else
+      s.filter.vcpu = static_cast<uint32_t>(*v);
   }
   return s;
 }

@@ -28,14 +28,19 @@ bool number_matches(const Subscription& s, uint64_t number) {
 // The bits of Hart::watch a subscription needs.
 uint32_t watch_bits(EventType t) {
   switch (t) {
-    case EventType::kCsrWrite: return watch::kCsrWrite;
-    case EventType::kSyscall: return watch::kUserEcall;
-    case EventType::kSyscallReturn: return watch::kUserEcall | watch::kReturnToUser;
-    case EventType::kTrap: return watch::kTrap;
-    case EventType::kGuestRequest: return watch::kGuestRequest;
-    case EventType::kMemAccess:    // the P2m violation handler
-    case EventType::kBreakpoint:   // breakpoint slots in decoded pages
-    case EventType::kSingleStep:   // per vCPU, from set_single_step
+    case EventType::kCsrWrite:
+      return watch::kCsrWrite;
+    case EventType::kSyscall:
+      return watch::kUserEcall;
+    case EventType::kSyscallReturn:
+      return watch::kUserEcall | watch::kReturnToUser;
+    case EventType::kTrap:
+      return watch::kTrap;
+    case EventType::kGuestRequest:
+      return watch::kGuestRequest;
+    case EventType::kMemAccess:   // the P2m violation handler
+    case EventType::kBreakpoint:  // breakpoint slots in decoded pages
+    case EventType::kSingleStep:  // per vCPU, from set_single_step
       return 0;
   }
   return 0;
@@ -113,12 +118,16 @@ void Monitor::remove_breakpoint(uint64_t gpa) {
 void Monitor::set_single_step(uint32_t vcpu, bool on) {
   std::lock_guard lock(m_hub->m_mutex);
   if (vcpu >= m_hub->m_harts.size()) return;
-  if (on && attached()) m_single_step.insert(vcpu);
-  else m_single_step.erase(vcpu);
+  if (on && attached())
+    m_single_step.insert(vcpu);
+  else
+    m_single_step.erase(vcpu);
   m_hub->rebuild_locked();
 }
 
-void Monitor::detach() { m_hub->detach(*this); }
+void Monitor::detach() {
+  m_hub->detach(*this);
+}
 
 // ---------------------------------------------------------------------------------------
 // Hub
@@ -203,8 +212,10 @@ void Hub::remove_monitor_locked(Monitor& m) {
 
 void Hub::set_rights_locked(Monitor& m, uint64_t first, uint64_t count, uint8_t rights) {
   for (uint64_t p = first; p < first + count; ++p) {
-    if ((rights & riscv::p2m::kAll) == riscv::p2m::kAll) m.m_rights.erase(p);
-    else m.m_rights[p] = rights & riscv::p2m::kAll;
+    if ((rights & riscv::p2m::kAll) == riscv::p2m::kAll)
+      m.m_rights.erase(p);
+    else
+      m.m_rights[p] = rights & riscv::p2m::kAll;
   }
   apply_rights_locked(first, count);
 }
@@ -263,7 +274,8 @@ Event Hub::base_event(Hart& hart, EventType type) {
   return ev;
 }
 
-Hub::Combined Hub::dispatch(Hart& hart, Event& ev, uint64_t match_addr, uint64_t match_number, bool pc_regs_ok) {
+Hub::Combined Hub::dispatch(Hart& hart, Event& ev, uint64_t match_addr, uint64_t match_number,
+                            bool pc_regs_ok) {
   Combined c;
   const auto snap = snapshot();
   for (const Entry& e : *snap) {
@@ -417,9 +429,14 @@ riscv::P2mVerdict Hub::on_p2m_violation(Hart& hart, uint64_t gpa, uint64_t gva, 
   // Rights nobody watches behave as on Xen without a listener: the access faults.
   if (!c.any) return riscv::P2mVerdict::kFault;
   switch (c.action) {
-    case Action::kContinue: return riscv::P2mVerdict::kAllow;
-    case Action::kDeny: value = 0; return riscv::P2mVerdict::kSkip;
-    case Action::kEmulate: value = c.value; return riscv::P2mVerdict::kSkip;
+    case Action::kContinue:
+      return riscv::P2mVerdict::kAllow;
+    case Action::kDeny:
+      value = 0;
+      return riscv::P2mVerdict::kSkip;
+    case Action::kEmulate:
+      value = c.value;
+      return riscv::P2mVerdict::kSkip;
   }
   return riscv::P2mVerdict::kFault;
 }

@@ -75,7 +75,7 @@ class Monitor {
   std::atomic<uint64_t> m_delivered{0};
   // Guarded by the hub's mutex.
   std::vector<Subscription> m_subs;
-  std::map<uint64_t, uint8_t> m_rights;     // RAM page index -> rights
+  std::map<uint64_t, uint8_t> m_rights;        // RAM page index -> rights
   std::map<uint64_t, uint64_t> m_breakpoints;  // gpa -> gva
   std::set<uint32_t> m_single_step;
 };
@@ -97,7 +97,8 @@ class Hub final : public riscv::HartHooks, public riscv::P2mViolationHandler {
   unsigned vcpu_count() const { return static_cast<unsigned>(m_harts.size()); }
 
   // riscv::HartHooks (on the vCPU threads)
-  riscv::HookVerdict on_csr_write(riscv::Hart& hart, unsigned csr, uint64_t old_value, uint64_t& value) override;
+  riscv::HookVerdict on_csr_write(riscv::Hart& hart, unsigned csr, uint64_t old_value,
+                                  uint64_t& value) override;
   riscv::HookVerdict on_user_ecall(riscv::Hart& hart, uint64_t& value) override;
   void on_return_to_user(riscv::Hart& hart) override;
   void on_trap(riscv::Hart& hart, uint64_t cause, uint64_t tval, bool interrupt) override;
@@ -115,8 +116,8 @@ class Hub final : public riscv::HartHooks, public riscv::P2mViolationHandler {
   struct Entry {
     std::shared_ptr<Monitor> monitor;
     std::vector<Subscription> subs;
-    std::set<uint64_t> breakpoints;   // gpa
-    std::set<uint32_t> single_step;   // vCPUs
+    std::set<uint64_t> breakpoints;  // gpa
+    std::set<uint32_t> single_step;  // vCPUs
   };
   using Snapshot = std::vector<Entry>;
   struct Combined {
@@ -131,7 +132,9 @@ class Hub final : public riscv::HartHooks, public riscv::P2mViolationHandler {
     bool operator==(const PendingKey&) const = default;
   };
   struct PendingHash {
-    size_t operator()(const PendingKey& k) const { return (k.satp * 0x9e3779b97f4a7c15ull) ^ (k.sp * 31) ^ k.pc; }
+    size_t operator()(const PendingKey& k) const {
+      return (k.satp * 0x9e3779b97f4a7c15ull) ^ (k.sp * 31) ^ k.pc;
+    }
   };
   static constexpr size_t kMaxPendingSyscalls = 4096;
 
@@ -142,7 +145,8 @@ class Hub final : public riscv::HartHooks, public riscv::P2mViolationHandler {
   void remove_monitor_locked(Monitor& m);
   Event base_event(riscv::Hart& hart, EventType type);
   // Delivers `ev` to every matching subscriber; applies responses for synchronous ones.
-  Combined dispatch(riscv::Hart& hart, Event& ev, uint64_t match_addr, uint64_t match_number, bool pc_regs_ok);
+  Combined dispatch(riscv::Hart& hart, Event& ev, uint64_t match_addr, uint64_t match_number,
+                    bool pc_regs_ok);
   void apply(riscv::Hart& hart, const Response& r, bool pc_regs_ok);
 
   riscv::GuestMemory& m_mem;
@@ -153,7 +157,7 @@ class Hub final : public riscv::HartHooks, public riscv::P2mViolationHandler {
   std::vector<std::shared_ptr<Monitor>> m_monitors;
   std::shared_ptr<const Snapshot> m_snapshot;
   uint64_t m_next_id = 1;
-  std::map<uint64_t, uint64_t> m_bp_count_per_page;  // RAM page index -> breakpoints on it
+  std::map<uint64_t, uint64_t> m_bp_count_per_page;        // RAM page index -> breakpoints on it
   std::map<uint64_t, std::vector<uint16_t>> m_bp_offsets;  // RAM page index -> offsets (rebuild)
   std::mutex m_read_mutex;  // m_snapshot and m_bp_offsets as the vCPU threads read them
 

@@ -28,7 +28,8 @@ std::shared_ptr<RemoteSession> RemoteSession::start(Hub& hub, int fd, std::strin
   return s;
 }
 
-RemoteSession::RemoteSession(Hub& hub, int fd, Options options) : m_hub(hub), m_fd(fd), m_options(std::move(options)) {
+RemoteSession::RemoteSession(Hub& hub, int fd, Options options)
+    : m_hub(hub), m_fd(fd), m_options(std::move(options)) {
   // Blocking I/O in bounded slices: waiting vCPUs sleep in read() and are woken by the
   // answer itself. Asynchronous events are sent with MSG_DONTWAIT and never block.
   const int flags = ::fcntl(m_fd, F_GETFL);
@@ -61,8 +62,9 @@ void RemoteSession::finish(std::string reason) {
 bool RemoteSession::flush_locked(bool wait, Clock::time_point deadline) {
   size_t done = 0;
   while (done < m_out.size()) {
-    const ssize_t n = wait ? ::write(m_fd, m_out.data() + done, m_out.size() - done)
-                           : ::send(m_fd, m_out.data() + done, m_out.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+    const ssize_t n =
+        wait ? ::write(m_fd, m_out.data() + done, m_out.size() - done)
+             : ::send(m_fd, m_out.data() + done, m_out.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
@@ -83,7 +85,8 @@ bool RemoteSession::flush_locked(bool wait, Clock::time_point deadline) {
 
 bool RemoteSession::read_some(bool dontwait) {
   char chunk[4096];
-  const ssize_t n = dontwait ? ::recv(m_fd, chunk, sizeof(chunk), MSG_DONTWAIT) : ::read(m_fd, chunk, sizeof(chunk));
+  const ssize_t n =
+      dontwait ? ::recv(m_fd, chunk, sizeof(chunk), MSG_DONTWAIT) : ::read(m_fd, chunk, sizeof(chunk));
   if (n == 0) {
     finish("the monitor closed its connection");
     return false;
@@ -170,7 +173,8 @@ void RemoteSession::handle_line(const std::string& line) {
   if (auto seq = j.find("seq"); seq != j.end()) {
     auto r = response_from_json(j);
     auto n = number_from_json(*seq, "seq");
-    if (!r || !n) return finish(fmt::format("malformed answer: {}", !r ? r.error().message : n.error().message));
+    if (!r || !n)
+      return finish(fmt::format("malformed answer: {}", !r ? r.error().message : n.error().message));
     {
       std::lock_guard lock(m_wait_mutex);
       auto it = m_waiters.find(*n);
@@ -182,7 +186,8 @@ void RemoteSession::handle_line(const std::string& line) {
     return;
   }
   auto cmd_it = j.find("cmd");
-  if (cmd_it == j.end() || !cmd_it->is_string()) return finish("the monitor sent neither an answer nor a command");
+  if (cmd_it == j.end() || !cmd_it->is_string())
+    return finish("the monitor sent neither an answer nor a command");
   const std::string cmd = cmd_it->get<std::string>();
   Json ack = {{"ack", cmd}, {"ok", true}};
   auto fail = [&](const std::string& why) {
@@ -198,25 +203,35 @@ void RemoteSession::handle_line(const std::string& line) {
   Monitor& m = *m_monitor;
   if (cmd == "subscribe") {
     auto s = subscription_from_json(j.value("subscription", Json::object()));
-    if (s) m.subscribe(*s);
-    else fail(s.error().message);
+    if (s)
+      m.subscribe(*s);
+    else
+      fail(s.error().message);
   } else if (cmd == "unsubscribe") {
     auto t = event_type_from(j.value("type", ""));
-    if (t) m.unsubscribe(*t);
-    else fail("unknown event type");
+    if (t)
+      m.unsubscribe(*t);
+    else
+      fail("unknown event type");
   } else if (cmd == "rights") {
     auto gpa = num("gpa"), len = num("length");
     auto r = rights_from_string(j.value("rights", "rwx"));
-    if (!gpa || !len || !r || !m.set_rights(*gpa, *len, *r)) fail("rights needs gpa and length inside guest RAM and rights like \"r-x\"");
+    if (!gpa || !len || !r || !m.set_rights(*gpa, *len, *r))
+      fail("rights needs gpa and length inside guest RAM and rights like \"r-x\"");
   } else if (cmd == "breakpoint") {
     auto gpa = num("gpa");
-    if (!gpa) fail("breakpoint needs gpa");
-    else if (j.value("remove", false)) m.remove_breakpoint(*gpa);
-    else if (!m.add_breakpoint(*gpa, num("gva").value_or(0))) fail("no guest RAM at that gpa (or it is odd)");
+    if (!gpa)
+      fail("breakpoint needs gpa");
+    else if (j.value("remove", false))
+      m.remove_breakpoint(*gpa);
+    else if (!m.add_breakpoint(*gpa, num("gva").value_or(0)))
+      fail("no guest RAM at that gpa (or it is odd)");
   } else if (cmd == "singlestep") {
     auto v = num("vcpu");
-    if (!v || *v >= m_hub.vcpu_count()) fail("singlestep needs a vcpu number");
-    else m.set_single_step(static_cast<uint32_t>(*v), j.value("on", true));
+    if (!v || *v >= m_hub.vcpu_count())
+      fail("singlestep needs a vcpu number");
+    else
+      m.set_single_step(static_cast<uint32_t>(*v), j.value("on", true));
   } else {
     fail(fmt::format("unknown command \"{}\"", cmd));
   }

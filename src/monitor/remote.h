@@ -20,8 +20,8 @@
 //    and return then costs two appends, not two system calls.
 //  - Never wedging the guest: asynchronous events are never waited for; when the buffer is
 //    full (the monitor does not keep up) they are dropped, counted and reported as "lost" in
-//    the next event; a synchronous event waits at most `timeout` for its answer. A timeout, a closed socket or a malformed
-//    answer ends the session: the monitor is detached (its rights, breakpoints and
+//    the next event; a synchronous event waits at most `timeout` for its answer. A timeout, a closed socket
+//    or a malformed answer ends the session: the monitor is detached (its rights, breakpoints and
 //    subscriptions dropped) and every vCPU waiting on it continues.
 //
 // Besides answers (lines with "seq"), the client may send commands, each acknowledged with
@@ -107,12 +107,12 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   std::shared_ptr<Monitor> m_monitor;
   std::atomic<bool> m_dead{false};
   std::atomic<uint64_t> m_lost{0};
-  uint64_t m_lost_reported = 0;  // guarded by m_write_mutex
-  std::string m_out;             // guarded by m_write_mutex: whole lines not sent yet
+  uint64_t m_lost_reported = 0;                          // guarded by m_write_mutex
+  std::string m_out;                                     // guarded by m_write_mutex: whole lines not sent yet
   std::chrono::steady_clock::time_point m_last_flush{};  // guarded by m_write_mutex
-  std::mutex m_write_mutex;  // one line at a time from several vCPUs
-  std::mutex m_read_mutex;   // one reader at a time: a waiting vCPU or the serving thread
-  std::string m_read_buf;    // guarded by m_read_mutex
+  std::mutex m_write_mutex;                              // one line at a time from several vCPUs
+  std::mutex m_read_mutex;  // one reader at a time: a waiting vCPU or the serving thread
+  std::string m_read_buf;   // guarded by m_read_mutex
   std::mutex m_wait_mutex;
   std::condition_variable m_wait_cv;
   std::map<uint64_t, Waiter*> m_waiters;  // seq -> the vCPU waiting for it

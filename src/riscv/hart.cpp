@@ -213,7 +213,9 @@ void Hart::refill_fetch() {
     const uint64_t index = m_mem.page_index(page_pa);
     const bool p2m_exec = (m_mem.rights(index) & p2m::kExec) != 0;
     uint64_t unused = 0;
-    if (!p2m_exec && p2m_violation(pa, pc, 2, AccessType::kFetch, unused) != P2mVerdict::kAllow) return;  // fault raised
+    if (!p2m_exec && p2m_violation(pa, pc, 2, AccessType::kFetch, unused) != P2mVerdict::kAllow) {
+      return;  // the fault was raised
+    }
     DecodedPage* page = decoded_page_for(index);
     if (!cacheable || !whole_page || !p2m_exec) {
       // Not cacheable in the fetch TLB: use it for this page visit only.
@@ -274,7 +276,8 @@ void Hart::breakpoint_slot(Hart& h, const DecodedInsn&) {
   const uint64_t at = h.pc;
   const uint64_t gpa = h.m_mem.base() + (h.m_fetch_page_index << kPageShift) + (at & kPageMask);
   const HookVerdict v = h.hooks->on_breakpoint(h, gpa);
-  if (h.pc != at || h.state.load(std::memory_order_relaxed) != HartState::kRunning) return;  // the monitor moved it
+  // The monitor moved pc (that is where the guest goes on) or stopped the hart.
+  if (h.pc != at || h.state.load(std::memory_order_relaxed) != HartState::kRunning) return;
   if (v == HookVerdict::kDeny) {
     uint16_t lo;
     std::memcpy(&lo, h.m_mem.ptr(gpa), 2);

@@ -61,12 +61,12 @@ class P2mViolationHandler {
 // Hart::watch, so an unwatched hart pays one test of a cached word there and nothing in
 // the instruction loop (DESIGN.md "Hooks are part of the core").
 namespace watch {
-inline constexpr uint32_t kCsrWrite = 1,      // csr_write of any CSR (the hook filters)
-    kUserEcall = 2,                           // ECALL from U-mode (a system call)
-    kReturnToUser = 4,                        // SRET/MRET into U-mode (system call returns)
-    kTrap = 8,                                // every exception and interrupt taken
-    kSingleStep = 16,                         // after every instruction
-    kGuestRequest = 32;                       // ECALL from S-mode with a7 = kGuestRequestEid
+inline constexpr uint32_t kCsrWrite = 1,  // csr_write of any CSR (the hook filters)
+    kUserEcall = 2,                       // ECALL from U-mode (a system call)
+    kReturnToUser = 4,                    // SRET/MRET into U-mode (system call returns)
+    kTrap = 8,                            // every exception and interrupt taken
+    kSingleStep = 16,                     // after every instruction
+    kGuestRequest = 32;                   // ECALL from S-mode with a7 = kGuestRequestEid
 // Breakpoints need no bit: GuestMemory marks their pages (set_breakpoint_page).
 }  // namespace watch
 
@@ -140,7 +140,9 @@ class GuestMemory {
   // Hypervisor breakpoints (vm_event): pages holding at least one. Marking or clearing a
   // page drops its decoded code, so every hart rebuilds it with (or without) breakpoint
   // slots before it next executes there; guest memory itself is never modified.
-  bool has_breakpoints(uint64_t index) const { return m_breakpoints[index].load(std::memory_order_relaxed) != 0; }
+  bool has_breakpoints(uint64_t index) const {
+    return m_breakpoints[index].load(std::memory_order_relaxed) != 0;
+  }
   void set_breakpoint_page(uint64_t index, bool on);
 
  private:

@@ -31,7 +31,9 @@ using monitor::Subscription;
 // sys_call_table, which System.map gives no size for.
 constexpr uint64_t kLinuxSyscalls = 451;
 
-Json error_json(const std::string& message) { return Json{{"ok", false}, {"error", message}}; }
+Json error_json(const std::string& message) {
+  return Json{{"ok", false}, {"error", message}};
+}
 
 // What a session was and is, for monitor-list.
 struct SessionRecord {
@@ -49,7 +51,7 @@ struct DomainMonitors {
   std::shared_ptr<hv::Domain> dom;  // declared first: outlives the hub
   std::unique_ptr<monitor::Hub> hub;
   std::unique_ptr<introspect::KernelInfo> kernel;  // loaded on first need
-  std::mutex mutex;  // sessions, kernel
+  std::mutex mutex;                                // sessions, kernel
   std::vector<std::shared_ptr<SessionRecord>> sessions;
 };
 
@@ -110,7 +112,8 @@ Result<KernelView> kernel_view(hv::DomainManager& m, uint32_t id, DomainMonitors
   const auto vcpus = paused->vcpus();
   auto guest = introspect::LinuxGuest::attach(paused->view(), dm.kernel->symbols, dm.kernel->profile, vcpus);
   if (!guest) return std::unexpected(guest.error());
-  KernelView kv{paused->view(), guest->kernel_satp(), &dm.kernel->symbols, &dm.kernel->profile, std::move(*guest)};
+  KernelView kv{paused->view(), guest->kernel_satp(), &dm.kernel->symbols, &dm.kernel->profile,
+                std::move(*guest)};
   return kv;
 }
 
@@ -130,7 +133,8 @@ struct Breakpoint {
 };
 
 // Guest-virtual [va, va+len) through the kernel's tables, as guest-physical page runs.
-Result<std::vector<Range>> physical_ranges(const KernelView& kv, uint64_t va, uint64_t len, const Json& what) {
+Result<std::vector<Range>> physical_ranges(const KernelView& kv, uint64_t va, uint64_t len,
+                                           const Json& what) {
   std::vector<Range> out;
   for (uint64_t a = va & ~riscv::kPageMask; a < va + len; a += riscv::kPageSize) {
     auto t = kv.view.translate(kv.kernel_satp, a);
@@ -202,7 +206,8 @@ Result<Plan> make_plan(hv::DomainManager& m, uint32_t id, DomainMonitors& dm, co
     return {};
   };
   std::vector<Json> protect;
-  if (auto it = req.find("protect"); it != req.end() && it->is_array()) protect.assign(it->begin(), it->end());
+  if (auto it = req.find("protect"); it != req.end() && it->is_array())
+    protect.assign(it->begin(), it->end());
   if (req.value("kernel_text", false)) {
     protect.push_back({{"from", "_stext"}, {"to", "_etext"}});
     protect.push_back({{"symbol", "sys_call_table"}, {"length", kLinuxSyscalls * 8}});
@@ -213,16 +218,19 @@ Result<Plan> make_plan(hv::DomainManager& m, uint32_t id, DomainMonitors& dm, co
       auto from = symbol(p.value("from", "")), to = symbol(p.value("to", ""));
       if (!from) return std::unexpected(from.error());
       if (!to) return std::unexpected(to.error());
-      if (*to <= *from) return make_error("protect: {} is not above {}", p.value("to", ""), p.value("from", ""));
+      if (*to <= *from)
+        return make_error("protect: {} is not above {}", p.value("to", ""), p.value("from", ""));
       if (auto r = add_virtual(*from, *to - *from, p); !r) return std::unexpected(r.error());
       continue;
     }
     auto len = number(p, "length");
-    if (!len || *len == 0) return make_error("each \"protect\" entry needs a non-zero \"length\" (or from/to symbols)");
+    if (!len || *len == 0)
+      return make_error("each \"protect\" entry needs a non-zero \"length\" (or from/to symbols)");
     if (p.contains("gpa")) {
       auto gpa = number(p, "gpa");
       if (!gpa) return std::unexpected(gpa.error());
-      if (!dm.hub->memory().contains(*gpa, *len)) return make_error("protect: {:#x}+{:#x} is not guest RAM", *gpa, *len);
+      if (!dm.hub->memory().contains(*gpa, *len))
+        return make_error("protect: {:#x}+{:#x} is not guest RAM", *gpa, *len);
       plan.protect.push_back({*gpa, *len, p});
       continue;
     }
@@ -276,7 +284,8 @@ Result<Plan> make_plan(hv::DomainManager& m, uint32_t id, DomainMonitors& dm, co
 // random tag (nothing to clean up on disk; the peer's uid is checked on accept).
 Result<std::pair<int, std::string>> listen_abstract(uint64_t session) {
   uint64_t tag = 0;
-  if (::getrandom(&tag, sizeof(tag), 0) != sizeof(tag)) return make_error("cannot get random bytes for a socket name");
+  if (::getrandom(&tag, sizeof(tag), 0) != sizeof(tag))
+    return make_error("cannot get random bytes for a socket name");
   const std::string name = fmt::format("vigil-monitor-{}-{}-{:016x}", ::getpid(), session, tag);
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return make_error("cannot create a socket: {}", std::strerror(errno));
@@ -302,7 +311,8 @@ int accept_client(int listen_fd) {
     if (fd < 0) continue;
     ucred cred{};
     socklen_t len = sizeof(cred);
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && (cred.uid == 0 || cred.uid == ::geteuid())) {
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+        (cred.uid == 0 || cred.uid == ::geteuid())) {
       return fd;
     }
     ::close(fd);  // someone else's process: not this session's client
@@ -332,20 +342,22 @@ std::function<void(const monitor::Event&, std::string&)> pid_annotator(const Pla
 // Once a stopped domain is held by nothing but its DomainMonitors (the manager has dropped
 // it, so the scheduler has let go of its vCPUs), forgets it: its RAM goes with the hub.
 void forget_when_gone(uint32_t id, const std::shared_ptr<DomainMonitors>& dm) {
-  for (int i = 0; i < 200 && dm->dom.use_count() > 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 200 && dm->dom.use_count() > 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   if (dm->dom.use_count() > 1) return;  // still in use: the next monitor-open or monitor-list prunes it
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
   auto it = r.domains.find(id);
   if (it == r.domains.end() || it->second != dm) return;
   std::lock_guard l(dm->mutex);
-  const bool live = std::any_of(dm->sessions.begin(), dm->sessions.end(),
-                                [](const auto& s) { return s->state == "connected" || s->state == "waiting"; });
+  const bool live = std::any_of(dm->sessions.begin(), dm->sessions.end(), [](const auto& s) {
+    return s->state == "connected" || s->state == "waiting";
+  });
   if (!live) r.domains.erase(it);
 }
 
-void run_session(uint32_t id, std::shared_ptr<DomainMonitors> dm, std::shared_ptr<SessionRecord> rec, int listen_fd,
-                 Plan plan) {
+void run_session(uint32_t id, std::shared_ptr<DomainMonitors> dm, std::shared_ptr<SessionRecord> rec,
+                 int listen_fd, Plan plan) {
   const int fd = accept_client(listen_fd);
   ::close(listen_fd);
   if (fd < 0) {
@@ -407,7 +419,8 @@ Json open_session(hv::DomainManager& m, const Json& req) {
   rec->name = req.value("name", fmt::format("monitor-{}", session_id));
   Json answer = {{"ok", true}, {"id", *id}, {"session", session_id}, {"socket", sock->second}};
   answer["protected"] = Json::array();
-  for (const Range& r : plan->protect) answer["protected"].push_back({{"gpa", r.gpa}, {"length", r.length}, {"for", r.describe}});
+  for (const Range& r : plan->protect)
+    answer["protected"].push_back({{"gpa", r.gpa}, {"length", r.length}, {"for", r.describe}});
   answer["breakpoints"] = Json::array();
   for (const Breakpoint& b : plan->breakpoints) answer["breakpoints"].push_back(b.describe);
   {
@@ -431,7 +444,11 @@ Json list_sessions(hv::DomainManager& m, const Json& req) {
   if (dm) {
     std::lock_guard lock(dm->mutex);
     for (const auto& s : dm->sessions) {
-      Json j = {{"session", s->id}, {"name", s->name}, {"state", s->state}, {"events", s->events}, {"lost", s->lost}};
+      Json j = {{"session", s->id},
+                {"name", s->name},
+                {"state", s->state},
+                {"events", s->events},
+                {"lost", s->lost}};
       if (auto live = s->session.lock()) {
         j["events"] = live->monitor().delivered();
         j["lost"] = live->lost();
@@ -445,7 +462,8 @@ Json list_sessions(hv::DomainManager& m, const Json& req) {
 
 }  // namespace
 
-std::optional<Json> handle_monitor_request(hv::DomainManager& manager, const std::string& op, const Json& req) {
+std::optional<Json> handle_monitor_request(hv::DomainManager& manager, const std::string& op,
+                                           const Json& req) {
   if (op == "monitor-open") return open_session(manager, req);
   if (op == "monitor-list") return list_sessions(manager, req);
   return std::nullopt;

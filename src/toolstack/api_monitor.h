@@ -33,6 +33,7 @@ namespace vigil::toolstack {
 inline constexpr auto kAcceptTimeout = std::chrono::seconds(10);
 
 // The answer if `op` is a monitor verb, nullopt otherwise.
-std::optional<Json> handle_monitor_request(hv::DomainManager& manager, const std::string& op, const Json& req);
+std::optional<Json> handle_monitor_request(hv::DomainManager& manager, const std::string& op,
+                                           const Json& req);
 
 }  // namespace vigil::toolstack

@@ -13,7 +13,8 @@ namespace vigil::toolstack {
 
 Result<MonitorClient> MonitorClient::connect(const std::string& name) {
   sockaddr_un addr{};
-  if (name.size() + 1 > sizeof(addr.sun_path)) return make_error("monitor socket name '{}' is too long", name);
+  if (name.size() + 1 > sizeof(addr.sun_path))
+    return make_error("monitor socket name '{}' is too long", name);
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return make_error("cannot create a socket: {}", std::strerror(errno));
   addr.sun_family = AF_UNIX;
@@ -31,7 +32,8 @@ Result<MonitorClient> MonitorClient::open(const std::string& api_socket, Json re
   request["op"] = "monitor-open";
   auto answer = api_call(api_socket, request);
   if (!answer) return std::unexpected(answer.error());
-  if (!answer->value("ok", false)) return make_error("{}", answer->value("error", "vigild refused the monitor"));
+  if (!answer->value("ok", false))
+    return make_error("{}", answer->value("error", "vigild refused the monitor"));
   auto client = connect(answer->value("socket", ""));
   if (!client) return std::unexpected(client.error());
   client->m_opened = *answer;

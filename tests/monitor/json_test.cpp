@@ -1,7 +1,7 @@
 // The JSON forms of events, responses and subscriptions (monitor/json.h).
-#include <gtest/gtest.h>
-
 #include "monitor/json.h"
+
+#include <gtest/gtest.h>
 
 namespace vigil::monitor {
 namespace {
@@ -58,7 +58,8 @@ TEST(MonitorJson, ResponsesAndSubscriptions) {
   EXPECT_FALSE(response_from_json(Json::parse(R"({"regs":{"zero":1}})")));
   EXPECT_FALSE(response_from_json(Json::parse(R"({"rights":[{"gpa":1}]})")));
 
-  auto s = subscription_from_json(Json::parse(R"({"type":"csr","sync":true,"on_change":true,"numbers":["satp",773],
+  auto s =
+      subscription_from_json(Json::parse(R"({"type":"csr","sync":true,"on_change":true,"numbers":["satp",773],
                                                   "satp":"0x9000000000080a64","vcpu":1,"lo":16,"hi":"0x20"})"));
   ASSERT_TRUE(s) << s.error().message;
   EXPECT_EQ(s->type, EventType::kCsrWrite);

@@ -1,12 +1,13 @@
 // The in-process monitor API on a bare hart running hand-assembled code (tests/riscv's
 // harness): every event type, deny/emulate, filters, several monitors, breakpoints the guest
 // cannot see, single-step.
+#include "monitor/monitor.h"
+
 #include <gtest/gtest.h>
 
 #include <vector>
 
 #include "../riscv/cpu_harness.h"
-#include "monitor/monitor.h"
 
 namespace vigil::monitor {
 namespace {
@@ -110,7 +111,8 @@ class SyscallTest : public MonitorTest {
   void SetUp() override {
     // U-mode ECALLs go to S; the S handler returns 42 to the instruction after the ECALL.
     set_csr(csr::kMedeleg, bit(8));
-    code(kSTrap, {addi(kA0, kZero, 42), csrr(kT0, csr::kSepc), addi(kT0, kT0, 4), csrw(csr::kSepc, kT0), sret()});
+    code(kSTrap,
+         {addi(kA0, kZero, 42), csrr(kT0, csr::kSepc), addi(kT0, kT0, 4), csrw(csr::kSepc, kT0), sret()});
     h().x[kA7] = 172;  // getpid
     for (unsigned i = 0; i < 6; ++i) h().x[kA0 + i] = 100 + i;
     h().x[kSp] = 0x80150000;

@@ -1,5 +1,7 @@
 // The out-of-process transport over a socketpair: answers, commands, and monitors that die
 // or stop answering (the guest must never wedge).
+#include "monitor/remote.h"
+
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,7 +11,6 @@
 #include <thread>
 
 #include "../riscv/cpu_harness.h"
-#include "monitor/remote.h"
 
 namespace vigil::monitor {
 namespace {
