@@ -74,8 +74,11 @@ bool RemoteSession::flush_locked(bool wait, Clock::time_point deadline) {
       if (wait && Clock::now() < deadline && !dead()) continue;  // write() waited kIoSlice: again
       break;
     }
+    const int e = errno;
     m_out.erase(0, done);
-    finish(fmt::format("writing to the monitor failed: {}", std::strerror(errno)));
+    finish(e == EPIPE || e == ECONNRESET
+               ? std::string("the monitor closed its connection")
+               : fmt::format("writing to the monitor failed: {}", std::strerror(e)));
     return false;
   }
   m_out.erase(0, done);
