@@ -1,6 +1,7 @@
 // Client side of a monitor session (monitor_client.h).
 #include "toolstack/monitor_client.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -28,15 +29,12 @@ Result<MonitorClient> MonitorClient::connect(const std::string& name) {
   return MonitorClient(fd);
 }
 
-Result<MonitorClient> MonitorClient::open(const std::string& api_socket, Json request) {
-  request["op"] = "monitor-open";
-  auto answer = api_call(api_socket, request);
-  if (!answer) return std::unexpected(answer.error());
-  if (!answer->value("ok", false))
-    return make_error("{}", answer->value("error", "vigild refused the monitor"));
-  auto client = connect(answer->value("socket", ""));
+Result<MonitorClient> MonitorClient::attach(Json opened) {
+  if (!opened.value("ok", false))
+    return make_error("{}", opened.value("error", "vigild refused the monitor"));
+  auto client = connect(opened.value("socket", ""));
   if (!client) return std::unexpected(client.error());
-  client->m_opened = *answer;
+  client->m_opened = std::move(opened);
   // vigild says when the subscriptions, rights and breakpoints are in place.
   auto ready = client->next();
   if (!ready) return std::unexpected(ready.error());
@@ -49,6 +47,15 @@ MonitorClient::MonitorClient(MonitorClient&& o) noexcept
 
 MonitorClient::~MonitorClient() {
   if (m_fd >= 0) ::close(m_fd);
+}
+
+bool MonitorClient::wait(int timeout_ms) const {
+  if (has_line()) return true;
+  pollfd p{m_fd, POLLIN, 0};
+  int r;
+  while ((r = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
+  return r != 0;  // an error or the end of the connection is for next() to report
 }
 
 Result<Json> MonitorClient::next() {
