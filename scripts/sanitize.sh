@@ -34,7 +34,7 @@ stamp "unit tests passed under ASan+UBSan"
 # hostile guest reaches is exactly what the sanitizers should watch. The neighbour
 # throughput test is left to the normal build (timings under ASan mean nothing).
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:check_initialization_order=1} \
-UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} VIGIL_SANITIZED=1 \
   ctest --test-dir "$BUILD" -L hostile -E neighbour --output-on-failure -j "$(nproc)" --timeout 600
 stamp "hostile-guest suite passed under ASan+UBSan"
 
