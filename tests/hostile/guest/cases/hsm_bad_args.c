@@ -6,9 +6,14 @@
 
 static u8 stack1[16384] __attribute__((aligned(16)));
 static volatile int hart1_ran;
+static volatile int release;
 
 void guest_secondary(unsigned long id) {
   hart1_ran = (int)id + 100;
+  /* Stay started until hart 0 has tried the second start: a hart that stopped itself in
+   * between may legally be started again. */
+  for (u64 spins = 0; !release && spins < 1000000000ul; ++spins) {
+  }
 }
 
 static void start(const char* name, u64 hart, u64 addr) {
@@ -32,6 +37,7 @@ void guest_main(void) {
   /* A good start, then an immediate second start of the same hart. */
   start("good", 1, (u64)rt_secondary);
   start("again", 1, (u64)rt_secondary);
+  release = 1;
   for (u64 spins = 0; !hart1_ran && spins < 100000000ul; ++spins) {
   }
   print("HART1 ran=%d\n", (i64)hart1_ran);
