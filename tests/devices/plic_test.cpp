@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <iterator>
 #include <map>
@@ -470,8 +471,14 @@ TEST(PlicConcurrency, ClaimsAndLineChangesFromManyThreads) {
   std::vector<std::thread> threads;
   for (unsigned t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
+      // Toggle until the harts have claimed a fair number (or a generous bound passes): on a
+      // loaded 2-core host the hart threads may not even be scheduled during a fixed count.
       std::mt19937 rng(t);
-      for (int i = 0; i < 20000; ++i) plic.line(1 + rng() % (kSources - 1))->set_level(rng() % 2);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      for (int i = 0; i < 20000 || (claims.load() < 200 && std::chrono::steady_clock::now() < deadline); ++i) {
+        plic.line(1 + rng() % (kSources - 1))->set_level(rng() % 2);
+        if (i % 256 == 0) std::this_thread::yield();
+      }
     });
   }
   for (unsigned h = 0; h < kHarts; ++h) {
