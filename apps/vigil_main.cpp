@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/sandbox.h"
+#include "riscv/jit.h"
 #include "cli_introspect.h"
 #include "cli_monitor.h"
 #include "machine/machine.h"
@@ -255,6 +256,7 @@ int main(int argc, char** argv) {
   }
   if (*run) {
     vigil::sandbox::set_enabled(!no_sandbox);
+    vigil::riscv::JitPool::instance();  // before any thread is sandboxed (see jit.h)
     return run_command(config, timeout_s);
   }
   if (*create) {

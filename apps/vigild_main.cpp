@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/sandbox.h"
+#include "riscv/jit.h"
 #include "hv/domain_manager.h"
 #include "toolstack/api.h"
 
@@ -19,6 +20,11 @@ int main(int argc, char** argv) {
                "run without the per-thread seccomp filters (for kernels without seccomp or debugging)");
   CLI11_PARSE(app, argc, argv);
   vigil::sandbox::set_enabled(!no_sandbox);
+  // Executable memory for translated guest code is mapped now, before any thread is
+  // sandboxed (sandboxed threads may not map executable memory).
+  if (const auto& jit = vigil::riscv::JitPool::instance(); !jit.available()) {
+    std::fprintf(stderr, "vigild: guests run interpreted only: %s\n", jit.error().c_str());
+  }
   if (auto r = vigil::sandbox::probe(); !r) {
     std::fprintf(stderr, "vigild: cannot sandbox threads: %s; use --no-sandbox to run without\n",
                  r.error().message.c_str());

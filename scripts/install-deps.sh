@@ -17,7 +17,7 @@ fi
 PKGS=(
   # host build
   build-essential cmake ninja-build pkg-config git
-  libfdt-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libfdt-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libxbyak-dev
   libgtest-dev libgmock-dev libbenchmark-dev libslirp-dev libglib2.0-dev
   libseccomp-dev libbpf-dev python3-pybind11
   # guest build (kernel + busybox + test programs)

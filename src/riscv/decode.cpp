@@ -1,6 +1,8 @@
 #include "riscv/decode.h"
 
 #include <array>
+#include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 namespace vigil::riscv {
@@ -17,12 +19,38 @@ const std::vector<OpcodeEntry>& all_opcodes() {
   return table;
 }
 
+struct HandlerRegistry {
+  std::vector<Handler> by_index;
+  std::unordered_map<uintptr_t, uint16_t> index_of;
+  HandlerRegistry() {
+    add(&op_illegal);
+    for (const OpcodeEntry& e : all_opcodes()) add(e.fn);
+  }
+  void add(Handler fn) {
+    if (index_of.emplace(reinterpret_cast<uintptr_t>(fn), static_cast<uint16_t>(by_index.size())).second) {
+      by_index.push_back(fn);
+    }
+  }
+};
+const HandlerRegistry& registry() {
+  static const HandlerRegistry r;
+  return r;
+}
+
 uint8_t int_rd(unsigned rd) { return static_cast<uint8_t>(rd == 0 ? 32 : rd); }
 }  // namespace
 
 void op_illegal(Hart& h, const DecodedInsn& d) {
   h.raise_exception(Cause::kIllegalInsn, static_cast<uint32_t>(d.imm));
 }
+
+uint16_t handler_index(Handler fn) {
+  const auto& r = registry();
+  const auto it = r.index_of.find(reinterpret_cast<uintptr_t>(fn));
+  return it != r.index_of.end() ? it->second : kNoHandlerIndex;
+}
+
+Handler handler_at(uint16_t index) { return registry().by_index[index]; }
 
 const OpcodeEntry* find_opcode(uint32_t raw) {
   for (const OpcodeEntry& e : all_opcodes()) {

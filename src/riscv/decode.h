@@ -44,6 +44,13 @@ std::span<const OpcodeEntry> rv_priv_table();
 // Looks up the table entry for a 32-bit encoding, or nullptr if none matches.
 const OpcodeEntry* find_opcode(uint32_t raw);
 
+// Every handler decode() can put in a slot, as a small number (binary translation keeps one
+// per decoded slot, so a page of slots stays small).
+// kNoHandlerIndex for a handler decode() never produces.
+inline constexpr uint16_t kNoHandlerIndex = 0xffff;
+uint16_t handler_index(Handler fn);
+Handler handler_at(uint16_t index);
+
 // Handlers shared by all tables.
 void op_illegal(Hart& h, const DecodedInsn& d);
 

@@ -1,6 +1,9 @@
 // The hart's run loop, traps, interrupts and cross-thread requests.
 #include "riscv/hart.h"
 
+#include "riscv/decode.h"
+#include "riscv/jit.h"
+
 #include <chrono>
 #include <thread>
 
@@ -67,6 +70,8 @@ Hart::Hart(unsigned hartid, GuestMemory& mem, Platform& platform)
     : m_hartid(hartid), m_mem(mem), m_platform(platform) {
   reset(0);
 }
+
+Hart::~Hart() = default;
 
 void Hart::reset(uint64_t reset_pc) {
   std::fill(std::begin(x), std::end(x), 0);
@@ -152,7 +157,13 @@ ExitReason Hart::run(uint64_t budget) {
   }
   // Revalidate the current code page once per slice: other harts may have written it.
   invalidate_fetch();
+  if (m_jit != nullptr && m_jit->full()) [[unlikely]] {
+    // The code area filled up: drop every block (they hang off decoded pages) and start over.
+    flush_decoded();
+    m_jit->reset();
+  }
   if (watching(watch::kSingleStep)) [[unlikely]] return run_single_stepping(budget);
+  m_jit_active = jit_enabled;
 
   m_slice_len = m_budget = static_cast<int64_t>(budget);
   while (m_budget > 0) {
@@ -174,7 +185,9 @@ ExitReason Hart::run(uint64_t budget) {
 ExitReason Hart::run_single_stepping(uint64_t budget) {
   // One instruction per inner slice, the monitor told after each, interrupts checked in
   // between as the hardware would: the same loop body as run(), kept apart so that the
-  // common loop carries no single-step test.
+  // common loop carries no single-step test. Translated blocks run several instructions at
+  // once, so they are bypassed here (jit_entry interprets instead).
+  m_jit_active = false;
   for (uint64_t i = 0; i < budget && watching(watch::kSingleStep); ++i) {
     if (i > 0 && check_interrupts()) continue;
     m_slice_len = m_budget = 1;
@@ -259,6 +272,7 @@ Hart::DecodedPage* Hart::decoded_page_for(uint64_t index) {
     page->gen = gen;
     page->epoch = m_icache_epoch;
     for (auto& slot : page->slots) slot = DecodedInsn{&Hart::decode_slot, 0, 0, 0, 0, 0};
+    std::memset(page->heat, 0, sizeof page->heat);
     if (hooks != nullptr && m_mem.has_breakpoints(index)) [[unlikely]] {
       std::vector<uint16_t> offsets;
       hooks->breakpoints_in_page(m_mem.base() + (index << kPageShift), offsets);
@@ -328,7 +342,54 @@ void Hart::decode_slot(Hart& h, const DecodedInsn& d) {
     tmp.fn(h, tmp);
     return;
   }
+  DecodedPage* fetch_page = h.m_fetch_page;
+  if (h.jit_enabled && &slot >= fetch_page->slots && &slot < std::end(fetch_page->slots) &&
+      !h.m_mem.has_breakpoints(h.m_fetch_page_index)) {
+    // Count this slot's runs: when it gets hot, a block is translated from here.
+    if (const uint16_t real = handler_index(slot.fn); real != kNoHandlerIndex) {
+      fetch_page->real[off >> 1] = real;
+      slot.fn = &Hart::jit_probe;
+    }
+  }
   slot.fn(h, slot);
+}
+
+bool Hart::jit_ready() {
+  if (m_jit == nullptr && !m_jit_tried) {
+    m_jit_tried = true;
+    m_jit = Jit::create(*this);
+  }
+  return m_jit != nullptr && !m_jit->full();
+}
+
+void Hart::jit_probe(Hart& h, const DecodedInsn& d) {
+  DecodedPage* page = h.m_fetch_page;
+  const unsigned index = static_cast<unsigned>((h.pc & kPageMask) >> 1);
+  const Handler real = handler_at(page->real[index]);
+  if (!h.m_jit_active || ++page->heat[index] < Jit::kHotThreshold) [[likely]] {
+    real(h, d);
+    return;
+  }
+  // Hot: from now on the slot is either a block entry or its interpreter handler.
+  auto& slot = const_cast<DecodedInsn&>(d);
+  const DecodedInsn decoded = d;
+  slot.fn = real;
+  if (h.jit_ready()) {
+    const uint8_t* host_page = h.m_mem.host() + (h.m_fetch_page_index << kPageShift);
+    const int32_t code = h.m_jit->translate(host_page, static_cast<unsigned>(h.pc & kPageMask), page->slots);
+    if (code >= 0) slot = DecodedInsn{&Hart::jit_entry, code, 0, 0, 0, decoded.flags};
+  }
+  real(h, decoded);
+}
+
+void Hart::jit_entry(Hart& h, const DecodedInsn& d) {
+  if (h.m_jit_active) [[likely]] {
+    ++h.m_budget;  // the block counts its own instructions
+    if (h.m_jit->block(d.imm)(&h) == 0) return;
+    --h.m_budget;  // its first instruction needs the interpreter (TLB miss, MMIO, ...)
+  }
+  DecodedInsn insn{&Hart::decode_slot, 0, 0, 0, 0, 0};
+  decode_slot(h, insn);
 }
 
 void Hart::raise_fetch_fault(uint64_t cause_plus_one, uint64_t va) {

@@ -27,6 +27,7 @@
 namespace vigil::riscv {
 
 class Hart;
+class Jit;
 
 enum class AccessType : uint8_t { kRead = 0, kWrite = 1, kFetch = 2 };
 
@@ -208,6 +209,7 @@ struct PmpEntry {
 class Hart {
  public:
   Hart(unsigned hartid, GuestMemory& mem, Platform& platform);
+  ~Hart();
   Hart(const Hart&) = delete;
   Hart& operator=(const Hart&) = delete;
 
@@ -330,7 +332,11 @@ class Hart {
   }
 
   // Ends the current slice after this instruction (state changed that the outer loop checks).
-  void end_slice() { m_budget = 0; }
+  // The slice shrinks to what ran, so instret counts only retired instructions.
+  void end_slice() {
+    m_slice_len -= m_budget;
+    m_budget = 0;
+  }
   void invalidate_fetch() { m_fetch_vpage = ~0ull; }
 
   // Set when this hart last executed WFI and it should sleep (run() returns kWfi).
@@ -349,8 +355,16 @@ class Hart {
   // CSR access with M-mode rights for tools (monitors reading old values, setting registers).
   bool csr_read_as_machine(unsigned num, uint64_t& value);
 
+  // ---- binary translation (jit.h) ----
+  // Translate hot code; set before the hart runs (tests compare both ways). Translation
+  // also needs JitPool::instance() to be available.
+  bool jit_enabled = true;
+  // The translator, once the first block was made (nullptr before, or without a code area).
+  const Jit* jit() const { return m_jit.get(); }
+
  private:
   friend struct HartTestAccess;
+  friend class Jit;
   static constexpr unsigned kTlbSize = 256;
   struct TlbEntry {
     uint64_t tag = ~0ull;   // virtual page number
@@ -364,6 +378,10 @@ class Hart {
     uint32_t gen = 0;
     uint32_t epoch = 0;
     DecodedInsn slots[kPageSize / 2];
+    // Binary translation: how often each slot ran (jit_probe), and its interpreter handler
+    // while the probe sits in the slot.
+    uint8_t heat[kPageSize / 2];
+    uint16_t real[kPageSize / 2];  // decode.h handler_index()
   };
   struct FetchEntry {
     uint64_t tag = ~0ull;
@@ -396,6 +414,9 @@ class Hart {
   DecodedPage* decoded_page_for(uint64_t page_index);
   static void decode_slot(Hart& h, const DecodedInsn& d);
   static void breakpoint_slot(Hart& h, const DecodedInsn& d);
+  static void jit_probe(Hart& h, const DecodedInsn& d);
+  static void jit_entry(Hart& h, const DecodedInsn& d);
+  bool jit_ready();
   ExitReason run_single_stepping(uint64_t budget);
   bool csr_write_watched(unsigned num, uint64_t value);
   bool csr_write_unwatched(unsigned num, uint64_t value);
@@ -431,6 +452,11 @@ class Hart {
   uint64_t m_fetch_vpage = ~0ull;   // virtual page of the current fetch page, or ~0
   DecodedPage* m_fetch_page = nullptr;
   uint64_t m_fetch_page_index = 0;
+
+  // Binary translation (jit.h).
+  std::unique_ptr<Jit> m_jit;
+  bool m_jit_tried = false;
+  bool m_jit_active = false;  // blocks may run (not while single-stepping)
 
   // Slice accounting.
   int64_t m_budget = 0;
