@@ -359,6 +359,9 @@ class Hart {
   // Translate hot code; set before the hart runs (tests compare both ways). Translation
   // also needs JitPool::instance() to be available.
   bool jit_enabled = true;
+  // Bytes of translated code this hart keeps before it drops all blocks and starts over;
+  // 0 = its whole code area (JitPool::kChunkSize). Tests make it small.
+  size_t jit_code_limit = 0;
   // The translator, once the first block was made (nullptr before, or without a code area).
   const Jit* jit() const { return m_jit.get(); }
 

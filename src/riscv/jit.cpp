@@ -73,7 +73,7 @@ std::optional<JitPool::Chunk> JitPool::acquire() {
 
 void JitPool::release(const Chunk& c) {
   // Give the pages back to the host (the memfd keeps them otherwise).
-  ::madvise(c.rw, c.size, MADV_REMOVE);
+  ::madvise(c.rw, kChunkSize, MADV_REMOVE);
   std::lock_guard lock(m_mutex);
   m_used[c.index] = false;
 }
@@ -154,6 +154,7 @@ Jit::Offsets Jit::offsets_of(Hart& h) {
 std::unique_ptr<Jit> Jit::create(Hart& h) {
   auto chunk = JitPool::instance().acquire();
   if (!chunk) return nullptr;
+  if (h.jit_code_limit != 0 && h.jit_code_limit < chunk->size) chunk->size = h.jit_code_limit;
   return std::unique_ptr<Jit>(new Jit(*chunk, offsets_of(h)));
 }
 

@@ -101,7 +101,7 @@ class Jit {
   uint64_t resets() const { return m_resets; }
   size_t bytes_used() const { return m_used; }
 
- // Where a block finds the hart's state (byte offsets into Hart).
+  // Where a block finds the hart's state (byte offsets into Hart).
   struct Offsets;
 
  private:

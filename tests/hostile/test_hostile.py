@@ -356,6 +356,20 @@ class Hostile(HostileCase):
               file=sys.stderr)
         self.assertLess(r.maxrss_kib, bound_kib, r.describe())
 
+    def test_jit_churn(self):
+        vcpus, memory = 2, 32
+        r = self.run_case("jit_churn", vcpus=vcpus, memory=memory, timeout=240)
+        s = r.field("CHURN")
+        self.assertEqual((s["harts"], s["calls"], s["mismatches"], s["traps"]), (vcpus, vcpus * 1500 * 24, 0, 0))
+        # Translated code is bounded per hart (an 8 MiB area, emptied when full), as is the
+        # decoded-instruction cache (2048 pages of 38 KiB).
+        bound_kib = (memory << 10) + vcpus * (2048 * 39 + (8 << 10)) + (48 << 10)
+        if os.environ.get("VIGIL_SANITIZED"):
+            bound_kib = bound_kib * 2 + (256 << 10)
+        print(f"\n[jit_churn] {memory} MiB guest, {vcpus} vCPUs: vigil peak RSS {r.maxrss_kib / 1024:.0f} MiB, "
+              f"wall {r.wall:.1f} s", file=sys.stderr)
+        self.assertLess(r.maxrss_kib, bound_kib, r.describe())
+
     # ---- page tables ----
 
     def test_pt_self_loop(self):

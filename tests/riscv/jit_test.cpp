@@ -313,6 +313,48 @@ TEST(JitDifferential, FenceIAfterPatchingTranslatedCode) {
   EXPECT_GE(r.hart->jit()->blocks_translated(), kRounds / 2);  // retranslated after each FENCE.I
 }
 
+// A guest with more hot code than the code area: the area fills, every block is dropped at
+// the next slice and translation starts over; results stay exact.
+TEST(JitDifferential, FullCodeAreaDropsBlocksAndStartsOver) {
+  if (!JitPool::instance().available()) GTEST_SKIP() << JitPool::instance().error();
+  constexpr unsigned kPages = 200, kRounds = 3, kIterations = 30, kAdds = 14;
+  constexpr uint64_t kFirst = kRamBase + 0x10000;
+  Rig r(true);
+  r.hart->jit_code_limit = 64 << 10;
+  r.code(kCodePa, {
+                      addi(kS2, 0, kPages),     // 0
+                      addi(kT3, kT5, 0),        // 4: t3 = first function
+                      addi(kA1, 0, kIterations),// 8
+                      jalr(kRa, kT3, 0),        // 12
+                      add(kT3, kT3, kT6),       // 16: next page
+                      addi(kS2, kS2, -1),       // 20
+                      bne(kS2, 0, -16),         // 24: back to 8
+                      addi(kCount, kCount, -1), // 28
+                      bne(kCount, 0, -32),      // 32: back to 0
+                      wfi(),                    // 36
+                  });
+  uint64_t expect = 0;
+  for (unsigned p = 0; p < kPages; ++p) {
+    const int32_t k = static_cast<int32_t>(p + 1);
+    std::vector<uint32_t> f(kAdds, addi(kA0, kA0, k));
+    f.push_back(addi(kA1, kA1, -1));
+    f.push_back(bne(kA1, 0, -static_cast<int32_t>(4 * (kAdds + 1))));
+    f.push_back(jalr(0, kRa, 0));
+    r.code(kFirst + p * kPageSize, f);
+    expect += uint64_t{kRounds} * kIterations * kAdds * static_cast<uint64_t>(k);
+  }
+  r.hart->x[kT5] = kFirst;
+  r.hart->x[kT6] = kPageSize;
+  r.hart->x[kCount] = kRounds;
+  std::mt19937_64 rng(9);
+  r.run_to_wfi(rng);
+  EXPECT_EQ(r.hart->x[kA0], expect);
+  ASSERT_NE(r.hart->jit(), nullptr);
+  EXPECT_GT(r.hart->jit()->resets(), 0u);
+  EXPECT_GT(r.hart->jit()->blocks_translated(), kPages);
+  EXPECT_LE(r.hart->jit()->bytes_used(), size_t{64} << 10);
+}
+
 // A hot loop ends on an exact budget boundary: instret counts only retired instructions
 // when blocks overshoot a slice, and the loop's result is exact.
 TEST(JitDifferential, CountsMatchAcrossManySlices) {
