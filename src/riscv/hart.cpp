@@ -376,8 +376,16 @@ void Hart::jit_probe(Hart& h, const DecodedInsn& d) {
   slot.fn = real;
   if (h.jit_ready()) {
     const uint8_t* host_page = h.m_mem.host() + (h.m_fetch_page_index << kPageShift);
-    const int32_t code = h.m_jit->translate(host_page, static_cast<unsigned>(h.pc & kPageMask), page->slots);
-    if (code >= 0) slot = DecodedInsn{&Hart::jit_entry, code, 0, 0, 0, decoded.flags};
+    const unsigned start = static_cast<unsigned>(h.pc & kPageMask);
+    unsigned end = start;
+    const int32_t code = h.m_jit->translate(host_page, start, page->slots, end);
+    if (code >= 0) {
+      slot = DecodedInsn{&Hart::jit_entry, code, 0, 0, 0, decoded.flags};
+      // The rest of this block's instructions ran as often as its first and would get hot
+      // in this same pass: they start over, so only an entry into the middle of the block
+      // (a branch target) makes a block of its own.
+      for (unsigned o = start + 2; o < end; o += 2) page->heat[o >> 1] = 0;
+    }
   }
   real(h, decoded);
 }

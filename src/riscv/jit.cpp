@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <unordered_map>
 
 #include "riscv/decode.h"
 #include "riscv/hart.h"
@@ -124,6 +125,25 @@ Op op_of(std::string_view name) {
   return Op::kNone;
 }
 
+// decode() names the instruction by its handler; the translator's Op for each handler,
+// built once from the decode tables. A handler shared by two mnemonics that would translate
+// differently is left to the interpreter.
+Op op_for(Handler fn) {
+  static const std::unordered_map<uintptr_t, Op> ops = [] {
+    std::unordered_map<uintptr_t, Op> m;
+    for (auto table : {rv_i_table(), rv_m_table(), rv_a_table(), rv_f_table(), rv_zicsr_table(), rv_priv_table()}) {
+      for (const OpcodeEntry& e : table) {
+        const Op op = op_of(e.name);
+        const auto [it, fresh] = m.emplace(reinterpret_cast<uintptr_t>(e.fn), op);
+        if (!fresh && it->second != op) it->second = Op::kNone;
+      }
+    }
+    return m;
+  }();
+  const auto it = ops.find(reinterpret_cast<uintptr_t>(fn));
+  return it != ops.end() ? it->second : Op::kNone;
+}
+
 bool ends_block(Op op) { return op == Op::kJal || op == Op::kJalr || (op >= Op::kBeq && op <= Op::kBgeu); }
 
 struct Item {
@@ -158,22 +178,26 @@ std::unique_ptr<Jit> Jit::create(Hart& h) {
   return std::unique_ptr<Jit>(new Jit(*chunk, offsets_of(h)));
 }
 
-Jit::Jit(const JitPool::Chunk& chunk, const Offsets& offsets)
-    : m_chunk(chunk), m_off(std::make_unique<Offsets>(offsets)) {}
-
-Jit::~Jit() { JitPool::instance().release(m_chunk); }
-
-namespace {
-
 using namespace Xbyak::util;
 
-class BlockEmitter : public Xbyak::CodeGenerator {
+class Jit::Emitter : public Xbyak::CodeGenerator {
  public:
-  BlockEmitter(uint8_t* buf, size_t size, const Jit::Offsets& o, uint64_t entry_offset, DecodedInsn* slots,
-               const uint8_t* rx_base, uint64_t entry_fn)
-      : CodeGenerator(size, buf), m_o(o), m_start(entry_offset), m_slots(slots), m_rx(rx_base), m_entry_fn(entry_fn) {}
+  Emitter(uint8_t* buf, size_t size, const Jit::Offsets& o, const uint8_t* rx_base, uint64_t entry_fn)
+      : CodeGenerator(size, buf), m_o(o), m_rx(rx_base), m_entry_fn(entry_fn) {
+    // The operands of guest registers, made once (building an Xbyak address is not free).
+    m_x.reserve(33);
+    m_x32.reserve(33);
+    for (int32_t r = 0; r < 33; ++r) {
+      m_x.push_back(qword[rdi + (m_o.x + 8 * r)]);
+      m_x32.push_back(dword[rdi + (m_o.x + 8 * r)]);
+    }
+  }
 
-  void emit(const Item* items, size_t n) {
+  // Appends the block for items[0..n) starting at byte `entry_offset` of the page whose
+  // slots are `slots`.
+  void emit(const Item* items, size_t n, uint64_t entry_offset, DecodedInsn* slots) {
+    m_start = entry_offset;
+    m_slots = slots;
     std::vector<std::pair<Xbyak::Label, size_t>> misses;  // TLB misses: label, item index
     misses.reserve(n);
     size_t i = 0;
@@ -273,8 +297,8 @@ class BlockEmitter : public Xbyak::CodeGenerator {
   }
 
  private:
-  Xbyak::Address x(unsigned r) { return qword[rdi + (m_o.x + 8 * static_cast<int32_t>(r))]; }
-  Xbyak::Address x32(unsigned r) { return dword[rdi + (m_o.x + 8 * static_cast<int32_t>(r))]; }
+  const Xbyak::Address& x(unsigned r) const { return m_x[r]; }
+  const Xbyak::Address& x32(unsigned r) const { return m_x32[r]; }
 
   // rd = f(rs1, ...) on 64 bits: rax holds rs1 on entry to `body` and the result after.
   template <typename F>
@@ -408,20 +432,37 @@ class BlockEmitter : public Xbyak::CodeGenerator {
     ret();
   }
 
-  const Jit::Offsets& m_o;
-  uint64_t m_start;
-  DecodedInsn* m_slots;
+  Jit::Offsets m_o;
   const uint8_t* m_rx;
   uint64_t m_entry_fn;
+  std::vector<Xbyak::Address> m_x, m_x32;
+  uint64_t m_start = 0;
+  DecodedInsn* m_slots = nullptr;
 };
 
 static_assert(sizeof(DecodedInsn) == 16, "jalr's slot arithmetic assumes 16-byte slots");
 
-}  // namespace
+Jit::Jit(const JitPool::Chunk& chunk, const Offsets& offsets)
+    : m_chunk(chunk),
+      m_emitter(std::make_unique<Emitter>(chunk.rw, chunk.size, offsets, chunk.rx,
+                                          reinterpret_cast<uint64_t>(&Hart::jit_entry))) {}
 
-int32_t Jit::translate(const uint8_t* page_host, unsigned offset, DecodedInsn* slots) {
+Jit::~Jit() {
+  m_emitter.reset();
+  JitPool::instance().release(m_chunk);
+}
+
+void Jit::reset() {
+  m_emitter->reset();
+  m_full = false;
+  ++m_resets;
+}
+
+size_t Jit::bytes_used() const { return m_emitter->getSize(); }
+
+int32_t Jit::translate(const uint8_t* page_host, unsigned offset, DecodedInsn* slots, unsigned& end) {
   constexpr size_t kWorstBlockBytes = 16 << 10;  // 64 instructions at well under 256 bytes each
-  if (m_full || m_chunk.size - m_used < kWorstBlockBytes) {
+  if (m_full || m_chunk.size - m_emitter->getSize() < kWorstBlockBytes) {
     m_full = true;
     return -1;
   }
@@ -436,24 +477,21 @@ int32_t Jit::translate(const uint8_t* page_host, unsigned offset, DecodedInsn* s
       if (off > kPageSize - 4) break;  // straddles the page: the interpreter's case
       std::memcpy(&raw, page_host + off, 4);
     }
-    const uint32_t full = compressed ? expand_compressed(lo) : raw;
-    const OpcodeEntry* e = full != 0 ? find_opcode(full) : nullptr;
-    const Op op = e != nullptr ? op_of(e->name) : Op::kNone;
-    if (op == Op::kNone) break;
-    Item& it = items[n++];
-    it.op = op;
-    it.offset = off;
+    Item& it = items[n];
     decode(raw, compressed, it.d);
+    it.op = op_for(it.d.fn);
+    if (it.op == Op::kNone) break;
+    it.offset = off;
+    ++n;
     off += it.d.len();
-    if (ends_block(op)) break;
+    if (ends_block(it.op)) break;
   }
   if (n == 0) return -1;
+  end = items[n - 1].offset + items[n - 1].d.len();
   try {
-    BlockEmitter e(m_chunk.rw + m_used, m_chunk.size - m_used, *m_off, offset, slots, m_chunk.rx,
-                   reinterpret_cast<uint64_t>(&Hart::jit_entry));
-    e.emit(items, n);
-    const size_t at = m_used;
-    m_used += (e.getSize() + 15) & ~size_t{15};
+    const size_t at = m_emitter->getSize();
+    m_emitter->emit(items, n, offset, slots);
+    while (m_emitter->getSize() % 16 != 0) m_emitter->int3();  // blocks start 16-byte aligned
     ++m_blocks;
     return static_cast<int32_t>(at);
   } catch (const Xbyak::Error&) {

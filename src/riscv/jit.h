@@ -80,8 +80,9 @@ class Jit {
   // Translates the block starting at byte `offset` of the guest page at `page_host` (the
   // hart's current fetch page), whose decoded slots are `slots` (for chaining). Returns the
   // code offset for DecodedInsn::imm, or -1 when the first instruction is not translatable
-  // or the code area is full (then full() is true).
-  int32_t translate(const uint8_t* page_host, unsigned offset, DecodedInsn* slots);
+  // or the code area is full (then full() is true). `end` is set to the byte offset after
+  // the block's last instruction.
+  int32_t translate(const uint8_t* page_host, unsigned offset, DecodedInsn* slots, unsigned& end);
 
   // A block: returns 0 after running at least one instruction, 1 when its first instruction
   // needs the interpreter (nothing ran, pc unchanged).
@@ -91,26 +92,22 @@ class Jit {
   }
   bool full() const { return m_full; }
   // Forgets every block (the caller has dropped every slot that pointed at one).
-  void reset() {
-    m_used = 0;
-    m_full = false;
-    ++m_resets;
-  }
+  void reset();
 
   uint64_t blocks_translated() const { return m_blocks; }
   uint64_t resets() const { return m_resets; }
-  size_t bytes_used() const { return m_used; }
+  size_t bytes_used() const;
 
   // Where a block finds the hart's state (byte offsets into Hart).
   struct Offsets;
 
  private:
+  class Emitter;  // one Xbyak code generator over the whole area, blocks appended
   Jit(const JitPool::Chunk& chunk, const Offsets& offsets);
   static Offsets offsets_of(Hart& h);
 
   JitPool::Chunk m_chunk;
-  std::unique_ptr<Offsets> m_off;
-  size_t m_used = 0;
+  std::unique_ptr<Emitter> m_emitter;
   bool m_full = false;
   uint64_t m_blocks = 0;
   uint64_t m_resets = 0;
