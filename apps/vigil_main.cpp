@@ -285,13 +285,15 @@ int main(int argc, char** argv) {
   if (*vcpu_list) {
     auto r = call(socket, Json{{"op", "vcpu-list"}, {"domain", domain}});
     if (!r) return 1;
-    std::printf("%-6s %-6s %-9s %9s  %s\n", "VCPU", "CPU", "State", "Time(s)", "Affinity");
+    std::printf("%-6s %-6s %-9s %9s %10s  %s\n", "VCPU", "CPU", "State", "Time(s)", "Blocks", "Affinity");
     for (const auto& v : (*r)["vcpus"]) {
       std::string aff;
       for (const auto& a : v["affinity"]) aff += (aff.empty() ? "" : ",") + std::to_string(a.get<unsigned>());
       const int worker = v["worker"].get<int>();
-      std::printf("%-6u %-6s %-9s %9.1f  %s\n", v["vcpu"].get<unsigned>(), worker < 0 ? "-" : std::to_string(worker).c_str(),
-                  v["state"].get<std::string>().c_str(), v["cpu_seconds"].get<double>(), aff.empty() ? "all" : aff.c_str());
+      std::printf("%-6u %-6s %-9s %9.1f %10llu  %s\n", v["vcpu"].get<unsigned>(),
+                  worker < 0 ? "-" : std::to_string(worker).c_str(), v["state"].get<std::string>().c_str(),
+                  v["cpu_seconds"].get<double>(), static_cast<unsigned long long>(v.value("translated_blocks", uint64_t{0})),
+                  aff.empty() ? "all" : aff.c_str());
     }
     return 0;
   }

@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "base/sandbox.h"
+#include "riscv/jit.h"
 
 namespace vigil::hv {
 
@@ -229,8 +230,16 @@ Result<DomainInfo> DomainManager::info(uint32_t id) {
 }
 
 Result<std::vector<Scheduler::VcpuInfo>> DomainManager::vcpu_list(uint32_t id) {
-  if (!find(id)) return make_error("no domain with id {}", id);
-  return m_sched.vcpu_info(id);
+  auto d = find(id);
+  if (!d) return make_error("no domain with id {}", id);
+  auto info = m_sched.vcpu_info(id);
+  machine::Machine& m = (*d)->machine();
+  for (auto& v : info) {
+    if (v.vcpu < m.hart_count()) {
+      if (const riscv::Jit* jit = m.hart(v.vcpu).jit()) v.translated_blocks = jit->blocks_translated();
+    }
+  }
+  return info;
 }
 
 Result<void> DomainManager::vcpu_pin(uint32_t id, unsigned vcpu, const std::vector<unsigned>& workers) {

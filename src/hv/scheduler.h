@@ -68,6 +68,7 @@ class Scheduler {
     std::string state;  // "running", "runnable", "blocked", "paused", "stopped"
     double cpu_seconds;
     std::vector<unsigned> affinity;  // empty = any
+    uint64_t translated_blocks = 0;  // blocks of guest code translated to host code so far
   };
   std::vector<VcpuInfo> vcpu_info(uint32_t domid);
   double cpu_seconds(uint32_t domid);

@@ -145,7 +145,16 @@ Response RemoteSession::on_event(const Event& ev) {
   }
   if (!ev.sync) return {};
   // Wait for the answer: read it ourselves when no other thread is reading (the usual case:
-  // one wake-up, by the answer itself), else let the reader hand it over.
+  // one wake-up, by the answer itself), else let the reader hand it over. A monitor that
+  // answers at once (one polling its socket) is caught by polling for a short while first,
+  // which saves the wake-up of this thread (most of a round trip on a virtualized host).
+  if (sent && m_options.spin.count() > 0) {
+    const auto spin_until = Clock::now() + m_options.spin;
+    std::unique_lock reader(m_read_mutex, std::try_to_lock);
+    while (reader.owns_lock() && !w.done.load(std::memory_order_acquire) && !dead() && Clock::now() < spin_until) {
+      read_some(true);
+    }
+  }
   while (sent && !w.done.load(std::memory_order_acquire) && !dead() && Clock::now() < deadline) {
     std::unique_lock reader(m_read_mutex, std::try_to_lock);
     if (reader.owns_lock()) {

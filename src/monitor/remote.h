@@ -55,9 +55,12 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   static constexpr size_t kFlushBytes = 16 * 1024;
   static constexpr size_t kMaxBuffered = 1024 * 1024;  // beyond this, asynchronous events are lost
   static constexpr auto kFlushInterval = std::chrono::milliseconds(1);
+  static constexpr auto kDefaultSpin = std::chrono::microseconds(50);
 
   struct Options {
     std::chrono::milliseconds timeout = kDefaultTimeout;
+    // How long a vCPU polls the socket for an answer before it sleeps in read().
+    std::chrono::microseconds spin = kDefaultSpin;
     // Adds fields to an event before it is sent (vigild: the pid and comm of `task`), as
     // `,"key":value` JSON text appended to its second argument; runs on the vCPU thread and
     // must not block.

@@ -358,6 +358,7 @@ bool Hart::jit_ready() {
   if (m_jit == nullptr && !m_jit_tried) {
     m_jit_tried = true;
     m_jit = Jit::create(*this);
+    m_jit_published.store(m_jit.get(), std::memory_order_release);
   }
   return m_jit != nullptr && !m_jit->full();
 }

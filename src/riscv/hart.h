@@ -363,7 +363,8 @@ class Hart {
   // 0 = its whole code area (JitPool::kChunkSize). Tests make it small.
   size_t jit_code_limit = 0;
   // The translator, once the first block was made (nullptr before, or without a code area).
-  const Jit* jit() const { return m_jit.get(); }
+  // Any thread may read it (it lives as long as the hart).
+  const Jit* jit() const { return m_jit_published.load(std::memory_order_acquire); }
 
  private:
   friend struct HartTestAccess;
@@ -458,6 +459,7 @@ class Hart {
 
   // Binary translation (jit.h).
   std::unique_ptr<Jit> m_jit;
+  std::atomic<const Jit*> m_jit_published{nullptr};
   bool m_jit_tried = false;
   bool m_jit_active = false;  // blocks may run (not while single-stepping)
 

@@ -455,7 +455,7 @@ Jit::~Jit() {
 void Jit::reset() {
   m_emitter->reset();
   m_full = false;
-  ++m_resets;
+  m_resets.fetch_add(1, std::memory_order_relaxed);
 }
 
 size_t Jit::bytes_used() const { return m_emitter->getSize(); }
@@ -492,7 +492,7 @@ int32_t Jit::translate(const uint8_t* page_host, unsigned offset, DecodedInsn* s
     const size_t at = m_emitter->getSize();
     m_emitter->emit(items, n, offset, slots);
     while (m_emitter->getSize() % 16 != 0) m_emitter->int3();  // blocks start 16-byte aligned
-    ++m_blocks;
+    m_blocks.fetch_add(1, std::memory_order_relaxed);
     return static_cast<int32_t>(at);
   } catch (const Xbyak::Error&) {
     m_full = true;  // only "code too big" can happen here

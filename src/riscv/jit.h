@@ -20,6 +20,7 @@
 // the writable view, harts execute from the read+execute view, no page is both.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -94,8 +95,9 @@ class Jit {
   // Forgets every block (the caller has dropped every slot that pointed at one).
   void reset();
 
-  uint64_t blocks_translated() const { return m_blocks; }
-  uint64_t resets() const { return m_resets; }
+  // Readable from any thread (vigild's vcpu-list).
+  uint64_t blocks_translated() const { return m_blocks.load(std::memory_order_relaxed); }
+  uint64_t resets() const { return m_resets.load(std::memory_order_relaxed); }
   size_t bytes_used() const;
 
   // Where a block finds the hart's state (byte offsets into Hart).
@@ -109,8 +111,8 @@ class Jit {
   JitPool::Chunk m_chunk;
   std::unique_ptr<Emitter> m_emitter;
   bool m_full = false;
-  uint64_t m_blocks = 0;
-  uint64_t m_resets = 0;
+  std::atomic<uint64_t> m_blocks{0};
+  std::atomic<uint64_t> m_resets{0};
 };
 
 }  // namespace vigil::riscv

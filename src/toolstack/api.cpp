@@ -112,7 +112,8 @@ Json handle_request(hv::DomainManager& m, const Json& req) {
       Json vcpus = Json::array();
       for (const auto& v : *l) {
         vcpus.push_back({{"vcpu", v.vcpu}, {"worker", v.worker}, {"state", v.state},
-                         {"cpu_seconds", v.cpu_seconds}, {"affinity", v.affinity}});
+                         {"cpu_seconds", v.cpu_seconds}, {"affinity", v.affinity},
+                         {"translated_blocks", v.translated_blocks}});
       }
       return Json{{"ok", true}, {"id", id}, {"vcpus", vcpus}};
     });
