@@ -110,6 +110,8 @@ void add_vcpu(std::vector<Rule>& r) {
       {VIGIL_SYS(flock)},
       // A slow console client loses output; it never stalls a vCPU.
       {VIGIL_SYS(sendto), {masked_is(3, MSG_DONTWAIT, MSG_DONTWAIT)}},
+      // A vCPU waiting for a monitor's answer polls the session socket before it sleeps.
+      {VIGIL_SYS(recvfrom), {masked_is(3, MSG_DONTWAIT, MSG_DONTWAIT)}},
   });
 }
 

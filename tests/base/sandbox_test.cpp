@@ -206,6 +206,10 @@ TEST_F(SandboxTest, VcpuWorkerDoesDiskIoAndNonBlockingSendsOnly) {
     // Console listeners: sends that cannot block only.
     EXPECT_EQ(::send(m_pair[0], "out", 3, MSG_NOSIGNAL | MSG_DONTWAIT), 3);
     EXPECT_EQ(err_of(::send(m_pair[0], "out", 3, MSG_NOSIGNAL)), EPERM);
+    // Monitor sessions: receives that cannot block only (a vCPU polls for an answer).
+    char none[4];
+    EXPECT_EQ(err_of(::recv(m_pair[0], none, sizeof none, MSG_DONTWAIT)), EAGAIN);
+    EXPECT_EQ(err_of(::recv(m_pair[0], none, sizeof none, 0)), EPERM);
 
     // Nothing new: files, sockets, threads.
 #if !defined(__SANITIZE_ADDRESS__)  // sanitizer runtimes may read files when they report

@@ -16,6 +16,21 @@ def guest_dir():
     return d
 
 
+def write_domain_config(directory, name, cmd, memory=128, vcpus=1, extra_lines="", quote_cmd=False):
+    """An xl.cfg for vigild running the test guest with `cmd` (vigil.cmd); returns its path.
+    quote_cmd: pass the command quoted for the kernel (one parameter, \" escapes for xl.cfg),
+    for commands with spaces."""
+    g = guest_dir()
+    path = os.path.join(directory, f"{name}.cfg")
+    arg = f'\\"{cmd}\\"' if quote_cmd else cmd
+    with open(path, "w") as f:
+        f.write(f'name = "{name}"\nmemory = {memory}\nvcpus = {vcpus}\n'
+                f'kernel = "{g}/Image"\nramdisk = "{g}/initramfs.cpio.gz"\n'
+                f'extra = "console=ttyS0 quiet vigil.cmd={arg}"\n'
+                f'on_poweroff = "preserve"\n{extra_lines}')
+    return path
+
+
 class Run:
     def __init__(self, proc, elapsed):
         self.rc = proc.returncode

@@ -10,7 +10,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest import guest_dir, VIGIL  # noqa: E402
+from guest import write_domain_config, VIGIL  # noqa: E402
 
 VIGILD = os.path.join(os.path.dirname(VIGIL), "vigild")
 
@@ -85,14 +85,7 @@ class Vigild:
 
 
 def write_config(directory, name, cmd, memory=128, vcpus=1, extra_lines=""):
-    g = guest_dir()
-    path = os.path.join(directory, f"{name}.cfg")
-    with open(path, "w") as f:
-        f.write(f'name = "{name}"\nmemory = {memory}\nvcpus = {vcpus}\n'
-                f'kernel = "{g}/Image"\nramdisk = "{g}/initramfs.cpio.gz"\n'
-                f'extra = "console=ttyS0 quiet vigil.cmd={cmd}"\n'
-                f'on_poweroff = "preserve"\n{extra_lines}')
-    return path
+    return write_domain_config(directory, name, cmd, memory=memory, vcpus=vcpus, extra_lines=extra_lines)
 
 
 def ticks(text):

@@ -9,7 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest import guest_dir  # noqa: E402
+from guest import write_domain_config  # noqa: E402
 from test_domains import Vigild, wait_for  # noqa: E402
 
 # Background processes with names of their own (a subshell renames itself through
@@ -25,15 +25,7 @@ USER_TEXT = 0x10000  # where the static, non-PIE busybox is linked
 
 
 def write_config(directory, name, vcpus=2):
-    g = guest_dir()
-    path = os.path.join(directory, f"{name}.cfg")
-    with open(path, "w") as f:
-        # The command is quoted for the kernel (one parameter), with \" escapes for xl.cfg.
-        f.write(f'name = "{name}"\nmemory = 128\nvcpus = {vcpus}\n'
-                f'kernel = "{g}/Image"\nramdisk = "{g}/initramfs.cpio.gz"\n'
-                f'extra = "console=ttyS0 quiet vigil.cmd=\\"{GUEST_CMD}\\""\n'
-                f'on_poweroff = "preserve"\n')
-    return path
+    return write_domain_config(directory, name, GUEST_CMD, vcpus=vcpus, quote_cmd=True)
 
 
 def guest_ps(console):

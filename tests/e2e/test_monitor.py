@@ -13,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest import guest_dir, VIGIL  # noqa: E402
+from guest import guest_dir, write_domain_config, VIGIL  # noqa: E402
 from test_domains import Vigild, ticks, wait_for  # noqa: E402
 
 SYS_WRITE, SYS_GETPPID = 64, 173
@@ -21,15 +21,7 @@ EBADF = -9
 
 
 def write_config(directory, name, cmd, vcpus=1):
-    g = guest_dir()
-    path = os.path.join(directory, f"{name}.cfg")
-    with open(path, "w") as f:
-        # The command is quoted for the kernel (one parameter), with \" escapes for xl.cfg.
-        f.write(f'name = "{name}"\nmemory = 128\nvcpus = {vcpus}\n'
-                f'kernel = "{g}/Image"\nramdisk = "{g}/initramfs.cpio.gz"\n'
-                f'extra = "console=ttyS0 quiet vigil.cmd=\\"{cmd}\\""\n'
-                f'on_poweroff = "preserve"\n')
-    return path
+    return write_domain_config(directory, name, cmd, vcpus=vcpus, quote_cmd=True)
 
 
 def symbol(name):
