@@ -83,6 +83,10 @@ bool RemoteSession::flush_locked(bool wait, Clock::time_point deadline) {
   }
   m_out.erase(0, done);
   m_last_flush = Clock::now();
+  // A monitor that does not keep up leaves its socket full: try again only after another
+  // kFlushBytes or kFlushInterval, not on every event (each try is a system call and a move
+  // of what is buffered).
+  m_flush_at = m_out.size() + kFlushBytes;
   return m_out.empty();
 }
 
@@ -120,7 +124,9 @@ Response RemoteSession::on_event(const Event& ev) {
   if (dead()) return {};
   std::string extra;
   if (m_options.annotate) m_options.annotate(ev, extra);
-  const auto deadline = Clock::now() + m_options.timeout;
+  // Reading the clock is a noticeable part of an asynchronous event: only synchronous ones
+  // (which wait) and every 32nd asynchronous one (the flush interval) do.
+  const auto deadline = ev.sync ? Clock::now() + m_options.timeout : Clock::time_point{};
   Waiter w;
   if (ev.sync) {
     std::lock_guard lock(m_wait_mutex);
@@ -139,7 +145,8 @@ Response RemoteSession::on_event(const Event& ev) {
     append_event_line(ev, extra, m_out);
     if (ev.sync) {
       sent = flush_locked(true, deadline);
-    } else if (m_out.size() >= kFlushBytes || Clock::now() - m_last_flush >= kFlushInterval) {
+    } else if (m_out.size() >= m_flush_at ||
+               (++m_async_since_clock % 32 == 0 && Clock::now() - m_last_flush >= kFlushInterval)) {
       flush_locked(false, deadline);
     }
   }

@@ -15,9 +15,10 @@
 //    Python), and at a few hundred bytes per event the encoding costs well under a
 //    microsecond, small beside the two context switches a round trip takes anyway.
 //  - Asynchronous events are batched: a vCPU appends them to an output buffer that goes out
-//    (without blocking) once it holds kFlushBytes or is kFlushInterval old, or with the next
-//    synchronous event, or from the serving thread's timer; a system call traced at entry
-//    and return then costs two appends, not two system calls.
+//    (without blocking) once it holds kFlushBytes or is kFlushInterval old (looked at every
+//    32nd event), or with the next synchronous event, or from the serving thread's 10 ms
+//    timer; a system call traced at entry and return then costs two appends, not two system
+//    calls. A full socket is retried only after another kFlushBytes or kFlushInterval.
 //  - Never wedging the guest: asynchronous events are never waited for; when the buffer is
 //    full (the monitor does not keep up) they are dropped, counted and reported as "lost" in
 //    the next event; a synchronous event waits at most `timeout` for its answer. A timeout, a closed socket
@@ -113,6 +114,8 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   uint64_t m_lost_reported = 0;                          // guarded by m_write_mutex
   std::string m_out;                                     // guarded by m_write_mutex: whole lines not sent yet
   std::chrono::steady_clock::time_point m_last_flush{};  // guarded by m_write_mutex
+  size_t m_flush_at = kFlushBytes;                       // guarded by m_write_mutex: m_out size that triggers a flush
+  uint32_t m_async_since_clock = 0;                      // guarded by m_write_mutex
   std::mutex m_write_mutex;                              // one line at a time from several vCPUs
   std::mutex m_read_mutex;  // one reader at a time: a waiting vCPU or the serving thread
   std::string m_read_buf;   // guarded by m_read_mutex
