@@ -7,8 +7,7 @@
 
 namespace vigil::riscv {
 
-namespace {
-const std::vector<OpcodeEntry>& all_opcodes() {
+std::span<const OpcodeEntry> all_opcodes() {
   static const std::vector<OpcodeEntry> table = [] {
     std::vector<OpcodeEntry> t;
     for (auto part : {rv_i_table(), rv_m_table(), rv_a_table(), rv_f_table(), rv_zicsr_table(), rv_priv_table()}) {
@@ -18,6 +17,8 @@ const std::vector<OpcodeEntry>& all_opcodes() {
   }();
   return table;
 }
+
+namespace {
 
 struct HandlerRegistry {
   std::vector<Handler> by_index;

@@ -41,6 +41,9 @@ std::span<const OpcodeEntry> rv_f_table();
 std::span<const OpcodeEntry> rv_zicsr_table();
 std::span<const OpcodeEntry> rv_priv_table();
 
+// Every extension's table, in decode order.
+std::span<const OpcodeEntry> all_opcodes();
+
 // Looks up the table entry for a 32-bit encoding, or nullptr if none matches.
 const OpcodeEntry* find_opcode(uint32_t raw);
 

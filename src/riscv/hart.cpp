@@ -377,7 +377,7 @@ void Hart::jit_probe(Hart& h, const DecodedInsn& d) {
   slot.fn = real;
   if (h.jit_ready()) {
     const uint8_t* host_page = h.m_mem.host() + (h.m_fetch_page_index << kPageShift);
-    const unsigned start = static_cast<unsigned>(h.pc & kPageMask);
+    const unsigned start = index << 1;
     unsigned end = start;
     const int32_t code = h.m_jit->translate(host_page, start, page->slots, end);
     if (code >= 0) {

@@ -19,7 +19,6 @@
 
 #include "riscv/decode.h"
 #include "riscv/hart.h"
-#include "riscv/insn.h"
 
 namespace vigil::riscv {
 
@@ -131,12 +130,10 @@ Op op_of(std::string_view name) {
 Op op_for(Handler fn) {
   static const std::unordered_map<uintptr_t, Op> ops = [] {
     std::unordered_map<uintptr_t, Op> m;
-    for (auto table : {rv_i_table(), rv_m_table(), rv_a_table(), rv_f_table(), rv_zicsr_table(), rv_priv_table()}) {
-      for (const OpcodeEntry& e : table) {
-        const Op op = op_of(e.name);
-        const auto [it, fresh] = m.emplace(reinterpret_cast<uintptr_t>(e.fn), op);
-        if (!fresh && it->second != op) it->second = Op::kNone;
-      }
+    for (const OpcodeEntry& e : all_opcodes()) {
+      const Op op = op_of(e.name);
+      const auto [it, fresh] = m.emplace(reinterpret_cast<uintptr_t>(e.fn), op);
+      if (!fresh && it->second != op) it->second = Op::kNone;
     }
     return m;
   }();
