@@ -85,6 +85,13 @@ void expect_same(Rig& jit, Rig& interp, const char* what) {
   EXPECT_EQ(jit.platform.mmio.size(), interp.platform.mmio.size()) << what << ": MMIO accesses";
 }
 
+// Every test here is about translated code: without a code area (VIGIL_JIT=off, or the
+// pool could not be mapped) they fail, naming why, rather than pass untested.
+class JitDifferential : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(JitPool::instance().available()) << JitPool::instance().error(); }
+};
+
 // Random straight-line code the translator handles, plus what ends or interrupts blocks.
 class Generator {
  public:
@@ -210,8 +217,7 @@ void setup_registers(Rig& r, uint64_t seed, unsigned iterations) {
   r.poke(kDataPa, data.data(), data.size());
 }
 
-TEST(JitDifferential, RandomLoopsMatchTheInterpreter) {
-  if (!JitPool::instance().available()) GTEST_SKIP() << JitPool::instance().error();
+TEST_F(JitDifferential, RandomLoopsMatchTheInterpreter) {
   uint64_t translated = 0;
   for (uint64_t seed = 1; seed <= 300; ++seed) {
     Generator g(seed);
@@ -240,8 +246,7 @@ TEST(JitDifferential, RandomLoopsMatchTheInterpreter) {
 
 // A page fault in the middle of a hot translated block under Sv39: same cause, tval, epc
 // and registers as the interpreter.
-TEST(JitDifferential, PageFaultInsideAHotBlock) {
-  if (!JitPool::instance().available()) GTEST_SKIP() << JitPool::instance().error();
+TEST_F(JitDifferential, PageFaultInsideAHotBlock) {
   std::unique_ptr<Rig> rig_jit = std::make_unique<Rig>(true), rig_interp = std::make_unique<Rig>(false);
   for (Rig* rp : {rig_jit.get(), rig_interp.get()}) {
     Rig& r = *rp;
@@ -283,8 +288,7 @@ TEST(JitDifferential, PageFaultInsideAHotBlock) {
 // inner loop (hot, translated) adds the immediate of one ADDI 50 times; the outer loop
 // patches that immediate to the round number and executes FENCE.I (spec: it orders the
 // store before later fetches). The sum is 50 * (1 + 2 + ... + n).
-TEST(JitDifferential, FenceIAfterPatchingTranslatedCode) {
-  if (!JitPool::instance().available()) GTEST_SKIP() << JitPool::instance().error();
+TEST_F(JitDifferential, FenceIAfterPatchingTranslatedCode) {
   constexpr unsigned kRounds = 40, kInner = 50;
   Rig r(true);
   r.code(kCodePa, {
@@ -315,8 +319,7 @@ TEST(JitDifferential, FenceIAfterPatchingTranslatedCode) {
 
 // A guest with more hot code than the code area: the area fills, every block is dropped at
 // the next slice and translation starts over; results stay exact.
-TEST(JitDifferential, FullCodeAreaDropsBlocksAndStartsOver) {
-  if (!JitPool::instance().available()) GTEST_SKIP() << JitPool::instance().error();
+TEST_F(JitDifferential, FullCodeAreaDropsBlocksAndStartsOver) {
   constexpr unsigned kPages = 200, kRounds = 3, kIterations = 30, kAdds = 14;
   constexpr uint64_t kFirst = kRamBase + 0x10000;
   Rig r(true);
@@ -357,8 +360,7 @@ TEST(JitDifferential, FullCodeAreaDropsBlocksAndStartsOver) {
 
 // A hot loop ends on an exact budget boundary: instret counts only retired instructions
 // when blocks overshoot a slice, and the loop's result is exact.
-TEST(JitDifferential, CountsMatchAcrossManySlices) {
-  if (!JitPool::instance().available()) GTEST_SKIP() << JitPool::instance().error();
+TEST_F(JitDifferential, CountsMatchAcrossManySlices) {
   Rig r(true);
   r.code(kCodePa, {
                       addi(kA0, kA0, 1),
