@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -129,7 +130,15 @@ class Monitor(unittest.TestCase):
         # While the breakpoint is live, guest memory still holds the original bytes.
         during = self.d.request(read)
         self.assertEqual(during["data"], before["data"])
-        out, err = mon.communicate(timeout=120)
+        # Read the rest through the same buffered file: communicate() reads the raw pipe and
+        # would drop lines the readline() calls above already pulled into Python's buffer
+        # (the monitor writes a burst of events in one write).
+        killer = threading.Timer(120, mon.kill)
+        killer.start()
+        out = mon.stdout.read()
+        err = mon.stderr.read()
+        mon.wait()
+        killer.cancel()
         self.assertEqual(mon.returncode, 0, err)
         hits = [hit] + [json.loads(line) for line in out.splitlines()]
         self.assertEqual(len(hits), 30)
