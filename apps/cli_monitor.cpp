@@ -19,6 +19,8 @@ struct Options {
   std::optional<int64_t> pid;
   uint64_t count = 0;  // stop after this many events (0: run until interrupted)
   unsigned timeout_ms = 1500;
+  std::string transport = "shm";
+  unsigned spin_us = 200;
   // trace
   bool syscalls = false, no_returns = false;
   std::vector<uint64_t> numbers;
@@ -53,9 +55,15 @@ std::vector<std::string> split(const std::string& text) {
 }
 
 Json base_request(const Options& o) {
-  Json req = {{"domain", o.domain}, {"timeout_ms", o.timeout_ms}};
+  Json req = {{"domain", o.domain}, {"timeout_ms", o.timeout_ms}, {"transport", o.transport}};
   if (o.pid) req["pid"] = *o.pid;
   return req;
+}
+
+Result<MonitorClient> open_session(const std::string& socket, const Json& req, const Options& o) {
+  auto client = MonitorClient::open(socket, req);
+  if (client) client->set_spin(std::chrono::microseconds(o.spin_us));
+  return client;
 }
 
 // Reads events until `count` of them passed `handle` (which returns false for lines it
@@ -86,7 +94,7 @@ int trace(const std::string& socket, const Options& o) {
     sub["type"] = "sysret";
     req["events"].push_back(sub);
   }
-  auto client = MonitorClient::open(socket, req);
+  auto client = open_session(socket, req, o);
   if (!client) return fail(client.error().message);
   return event_loop(*client, o.count, [](const Json& ev) {
     Json out = {{"event", ev["type"] == "sysret" ? "return" : "call"}, {"vcpu", ev["vcpu"]}};
@@ -117,7 +125,7 @@ int protect(const std::string& socket, const Options& o) {
   }
   if (!o.kernel_text && o.ranges.empty()) return fail("protect needs --kernel-text or --range");
   req["events"] = Json::array({{{"type", "mem"}, {"sync", true}}});
-  auto client = MonitorClient::open(socket, req);
+  auto client = open_session(socket, req, o);
   if (!client) return fail(client.error().message);
   std::fprintf(stderr, "vigil: protecting %zu range(s)\n", client->opened()["protected"].size());
   MonitorClient& c = *client;
@@ -159,7 +167,7 @@ int monitor_cmd(const std::string& socket, const Options& o) {
     req["breakpoints"].push_back(number ? Json{{"va", b}} : Json{{"symbol", b}});
   }
   if (!o.single_step.empty()) req["singlestep"] = o.single_step;
-  auto client = MonitorClient::open(socket, req);
+  auto client = open_session(socket, req, o);
   if (!client) return fail(client.error().message);
   if (!o.quiet) {
     for (const Json& b : client->opened()["breakpoints"]) print({{"breakpoint", b}});
@@ -185,6 +193,11 @@ std::function<std::optional<int>()> add_monitor_commands(CLI::App& app, const st
     c->add_option("--timeout-ms", o->timeout_ms,
                   "vigild drops this monitor if it does not answer within this time")
         ->capture_default_str();
+    c->add_option("--transport", o->transport,
+                  "shm: synchronous events and answers through shared memory; socket: JSON lines only")
+        ->check(CLI::IsMember({"shm", "socket"}))
+        ->capture_default_str();
+    c->add_option("--spin-us", o->spin_us, "poll for events this long before sleeping (shm)")->capture_default_str();
   };
   CLI::App* trace_cmd =
       app.add_subcommand("trace", "Trace a domain's system calls from outside (JSON lines)");

@@ -113,6 +113,7 @@ class PyMonitor {
   PyMonitor(const std::string& domain, const std::string& socket, Json request) {
     IntrospectClient control(socket, domain);
     request["op"] = "monitor-open";
+    if (!request.contains("transport")) request["transport"] = "shm";
     std::optional<vigil::Result<MonitorClient>> client;
     {
       py::gil_scoped_release nogil;

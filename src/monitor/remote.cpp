@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,6 +38,13 @@ RemoteSession::RemoteSession(Hub& hub, int fd, Options options)
   const timeval slice{0, std::chrono::duration_cast<std::chrono::microseconds>(kIoSlice).count()};
   ::setsockopt(m_fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof(slice));
   ::setsockopt(m_fd, SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof(slice));
+  if (m_options.shm) {
+    auto channel = shm::Channel::create(hub.vcpu_count());
+    if (channel)
+      m_channel.emplace(std::move(*channel));
+    else
+      m_shm_error = channel.error().message;
+  }
 }
 
 RemoteSession::~RemoteSession() {
@@ -56,6 +64,14 @@ void RemoteSession::finish(std::string reason) {
     m_end_reason = std::move(reason);
   }
   m_wait_cv.notify_all();
+  // A client asleep in poll() sees the end of the connection (what it has not read yet
+  // stays readable).
+  ::shutdown(m_fd, SHUT_RDWR);
+  if (m_channel) {
+    // A polling client notices at once; vCPUs asleep on their slot wake up and leave.
+    m_channel->header().closed.store(1, std::memory_order_seq_cst);
+    for (uint32_t i = 0; i < m_channel->slots(); ++i) shm::futex_wake(m_channel->slot(i).state);
+  }
   if (m_monitor) m_monitor->detach();
 }
 
@@ -67,6 +83,7 @@ bool RemoteSession::flush_locked(bool wait, Clock::time_point deadline) {
              : ::send(m_fd, m_out.data() + done, m_out.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       done += static_cast<size_t>(n);
+      if (m_channel) m_channel->header().socket_bytes.fetch_add(static_cast<uint64_t>(n), std::memory_order_release);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -114,10 +131,38 @@ bool RemoteSession::read_some(bool dontwait) {
   return !dead();
 }
 
-bool RemoteSession::send(const Json& line) {
+bool RemoteSession::send(const Json& line, int pass_fd) {
   std::lock_guard lock(m_write_mutex);
+  const auto deadline = Clock::now() + m_options.timeout;
+  if (pass_fd >= 0) {
+    // What is buffered goes first; the fd rides on the first byte of this line.
+    if (!flush_locked(true, deadline)) return false;
+    std::string text = line.dump() + "\n";
+    iovec iov{text.data(), text.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    ssize_t n;
+    while ((n = ::sendmsg(m_fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+    }
+    if (n <= 0) {
+      finish(fmt::format("writing to the monitor failed: {}", std::strerror(errno)));
+      return false;
+    }
+    if (m_channel) m_channel->header().socket_bytes.fetch_add(static_cast<uint64_t>(n), std::memory_order_release);
+    m_out.insert(0, text.substr(static_cast<size_t>(n)));
+    return flush_locked(true, deadline);
+  }
   m_out += line.dump() + "\n";
-  return flush_locked(true, Clock::now() + m_options.timeout);
+  return flush_locked(true, deadline);
 }
 
 Response RemoteSession::on_event(const Event& ev) {
@@ -133,6 +178,7 @@ Response RemoteSession::on_event(const Event& ev) {
     m_waiters[ev.seq] = &w;
   }
   bool sent = false;
+  bool in_slot = ev.sync && m_channel && ev.vcpu < m_channel->slots();
   {
     std::lock_guard lock(m_write_mutex);
     if (!ev.sync && m_out.size() >= kMaxBuffered) {
@@ -142,20 +188,42 @@ Response RemoteSession::on_event(const Event& ev) {
     const uint64_t lost = m_lost.load(std::memory_order_relaxed);
     if (lost != m_lost_reported) extra += fmt::format(R"(,"lost":{})", lost);
     m_lost_reported = lost;
-    append_event_line(ev, extra, m_out);
-    if (ev.sync) {
-      sent = flush_locked(true, deadline);
-    } else if (m_out.size() >= m_flush_at ||
-               (++m_async_since_clock % 32 == 0 && Clock::now() - m_last_flush >= kFlushInterval)) {
-      flush_locked(false, deadline);
+    std::string text;
+    if (!in_slot) {
+      append_event_line(ev, extra, m_out);
+    } else if (append_event_line(ev, extra, text); text.size() > shm::kTextCapacity) {
+      in_slot = false;  // over the socket, as any other line
+      m_out += text;
+    }
+    if (in_slot) {
+      // Lines written before the event are read before it: the client drains the socket up
+      // to socket_bytes before it takes a posted event.
+      if (m_out.empty() || flush_locked(true, deadline)) {
+        m_channel->post(ev.vcpu, ev.seq, text);
+        sent = true;
+        if (m_channel->header().client_sleeping.load(std::memory_order_seq_cst)) {
+          m_out += "\n";  // the nudge: an empty line wakes a client sleeping in poll()
+          flush_locked(false, deadline);
+        }
+      }
+    } else {
+      if (ev.sync) {
+        sent = flush_locked(true, deadline);
+      } else if (m_out.size() >= m_flush_at ||
+                 (++m_async_since_clock % 32 == 0 && Clock::now() - m_last_flush >= kFlushInterval)) {
+        flush_locked(false, deadline);
+      }
     }
   }
   if (!ev.sync) return {};
+  if (in_slot && sent) {
+    wait_in_slot(ev, w, deadline);
+  }
   // Wait for the answer: read it ourselves when no other thread is reading (the usual case:
   // one wake-up, by the answer itself), else let the reader hand it over. A monitor that
   // answers at once (one polling its socket) is caught by polling for a short while first,
   // which saves the wake-up of this thread (most of a round trip on a virtualized host).
-  if (sent && m_options.spin.count() > 0) {
+  if (sent && !in_slot && m_options.spin.count() > 0) {
     const auto spin_until = Clock::now() + m_options.spin;
     std::unique_lock reader(m_read_mutex, std::try_to_lock);
     while (reader.owns_lock() && !w.done.load(std::memory_order_acquire) && !dead() && Clock::now() < spin_until) {
@@ -184,6 +252,47 @@ Response RemoteSession::on_event(const Event& ev) {
     return {};
   }
   return w.response;
+}
+
+void RemoteSession::wait_in_slot(const Event& ev, Waiter& w, Clock::time_point deadline) {
+  shm::Slot& slot = m_channel->slot(ev.vcpu);
+  const auto spin_until = Clock::now() + m_options.spin;
+  uint32_t state = shm::kPosted;
+  // Polls the slot's state word (and, for a client that answered over the socket, the
+  // waiter); after `spin`, sleeps on the word in 1 ms slices so a dead session or a
+  // deadline is noticed.
+  for (uint32_t i = 1;; ++i) {
+    state = slot.state.load(std::memory_order_acquire);
+    if (state != shm::kPosted || w.done.load(std::memory_order_acquire) || dead()) break;
+    if (i % 64 != 0) {
+      shm::cpu_relax();
+      continue;
+    }
+    const auto now = Clock::now();
+    if (now >= deadline) break;
+    if (now < spin_until) continue;
+    slot.vcpu_sleeping.store(1, std::memory_order_seq_cst);
+    if (slot.state.load(std::memory_order_seq_cst) == shm::kPosted)
+      shm::futex_wait(slot.state, shm::kPosted, std::chrono::milliseconds(1));
+    slot.vcpu_sleeping.store(0, std::memory_order_relaxed);
+  }
+  if (state == shm::kPosted) return;  // the caller reports the timeout or the session's end
+  if (state != shm::kAnswered)
+    return finish(fmt::format("the monitor corrupted its shared memory (slot {} state {})", ev.vcpu, state));
+  // The client's bytes: copied out before they are parsed, so it cannot change them midway.
+  const std::string text = shm::read_text(slot);
+  slot.state.store(shm::kIdle, std::memory_order_release);
+  const Json j = Json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return finish("the monitor answered with something that is not a JSON object");
+  auto r = response_from_json(j);
+  auto seq = number_from_json(j.value("seq", Json()), "seq");
+  if (!r || !seq)
+    return finish(fmt::format("malformed answer: {}", !r ? r.error().message : seq.error().message));
+  if (*seq != ev.seq)
+    return finish(fmt::format("the monitor answered event {} in the slot of event {}", *seq, ev.seq));
+  std::lock_guard lock(m_wait_mutex);
+  w.response = std::move(*r);
+  w.done.store(true, std::memory_order_release);
 }
 
 void RemoteSession::handle_line(const std::string& line) {

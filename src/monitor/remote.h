@@ -19,6 +19,12 @@
 //    32nd event), or with the next synchronous event, or from the serving thread's 10 ms
 //    timer; a system call traced at entry and return then costs two appends, not two system
 //    calls. A full socket is retried only after another kFlushBytes or kFlushInterval.
+//  - Synchronous events through shared memory (Options::shm, shm_channel.h): the session
+//    also owns a memfd with a slot per vCPU, passed to the client with the "ready" line; a
+//    vCPU posts its synchronous event there and polls for the answer, so a polling client
+//    answers without a system call on either side. Everything else stays on the socket,
+//    which also wakes a client that sleeps. Clients that did not ask for it (JSON over the
+//    socket only) never see the memfd.
 //  - Never wedging the guest: asynchronous events are never waited for; when the buffer is
 //    full (the monitor does not keep up) they are dropped, counted and reported as "lost" in
 //    the next event; a synchronous event waits at most `timeout` for its answer. A timeout, a closed socket
@@ -40,10 +46,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "monitor/json.h"
 #include "monitor/monitor.h"
+#include "monitor/shm_channel.h"
 
 namespace vigil::monitor {
 
@@ -66,6 +74,8 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
     // `,"key":value` JSON text appended to its second argument; runs on the vCPU thread and
     // must not block.
     std::function<void(const Event&, std::string&)> annotate;
+    // Post synchronous events through a shared-memory channel (shm_channel.h) as well.
+    bool shm = false;
   };
 
   // Attaches a monitor named `name` to `hub`; owns `fd` (a connected stream socket) from now
@@ -83,8 +93,13 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   // releases waiting vCPUs.
   void serve(const std::function<bool()>& keep_going);
   bool dead() const { return m_dead.load(std::memory_order_acquire); }
-  // Sends a line of the session's own (vigild's {"ready": true} once it is set up).
-  bool send(const Json& line);
+  // Sends a line of the session's own (vigild's {"ready": true} once it is set up), with
+  // `pass_fd` attached (SCM_RIGHTS) when it is not -1.
+  bool send(const Json& line, int pass_fd = -1);
+  // The shared-memory channel's fd to hand to the client (-1: none), and why it is missing
+  // when Options::shm asked for one.
+  int shm_fd() const { return m_channel ? m_channel->fd() : -1; }
+  const std::string& shm_error() const { return m_shm_error; }
   // Why the session ended ("" while it runs).
   std::string end_reason();
   uint64_t lost() const { return m_lost.load(std::memory_order_relaxed); }
@@ -96,6 +111,8 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   };
 
   Response on_event(const Event& ev);  // vCPU threads
+  // With the event posted in slot `ev.vcpu`: waits for its answer there (or over the socket).
+  void wait_in_slot(const Event& ev, Waiter& w, std::chrono::steady_clock::time_point deadline);
   // With m_write_mutex held: sends what m_out holds, waiting for room until `deadline` when
   // `wait` is set (else only what fits now). False if something is left.
   bool flush_locked(bool wait, std::chrono::steady_clock::time_point deadline);
@@ -123,6 +140,8 @@ class RemoteSession : public std::enable_shared_from_this<RemoteSession> {
   std::condition_variable m_wait_cv;
   std::map<uint64_t, Waiter*> m_waiters;  // seq -> the vCPU waiting for it
   std::string m_end_reason;
+  std::optional<shm::Channel> m_channel;
+  std::string m_shm_error;
 };
 
 }  // namespace vigil::monitor

@@ -41,6 +41,7 @@ struct SessionRecord {
   std::string name;
   std::string state = "waiting";  // waiting for the client, connected, closed, expired
   std::string end_reason;
+  std::string transport = "socket";  // "shm" once the client has the shared-memory channel
   uint64_t events = 0, lost = 0;
   std::weak_ptr<RemoteSession> session;
 };
@@ -157,6 +158,7 @@ struct Plan {
   std::vector<Breakpoint> breakpoints;
   std::vector<uint32_t> single_step;
   std::chrono::milliseconds timeout = RemoteSession::kDefaultTimeout;
+  bool shm = false;  // "transport": "shm" (monitor/shm_channel.h)
   std::optional<KernelView> kernel;
 };
 
@@ -277,6 +279,11 @@ Result<Plan> make_plan(hv::DomainManager& m, uint32_t id, DomainMonitors& dm, co
     if (!t || *t < 10 || *t > 600'000) return make_error("timeout_ms must be 10..600000");
     plan.timeout = std::chrono::milliseconds(*t);
   }
+  if (auto it = req.find("transport"); it != req.end()) {
+    const std::string t = it->is_string() ? it->get<std::string>() : "";
+    if (t != "shm" && t != "socket") return make_error("\"transport\" must be \"socket\" or \"shm\"");
+    plan.shm = t == "shm";
+  }
   return plan;
 }
 
@@ -366,7 +373,7 @@ void run_session(uint32_t id, std::shared_ptr<DomainMonitors> dm, std::shared_pt
     rec->end_reason = "no client connected in time";
     return;
   }
-  RemoteSession::Options options{.timeout = plan.timeout, .annotate = pid_annotator(plan)};
+  RemoteSession::Options options{.timeout = plan.timeout, .annotate = pid_annotator(plan), .shm = plan.shm};
   auto session = RemoteSession::start(*dm->hub, fd, rec->name, std::move(options));
   {
     std::lock_guard lock(dm->mutex);
@@ -378,7 +385,15 @@ void run_session(uint32_t id, std::shared_ptr<DomainMonitors> dm, std::shared_pt
   for (const Breakpoint& b : plan.breakpoints) mon.add_breakpoint(b.gpa, b.gva);
   for (const Subscription& s : plan.subs) mon.subscribe(s);
   for (uint32_t v : plan.single_step) mon.set_single_step(v, true);
-  session->send(Json{{"ready", true}, {"session", rec->id}});
+  // The channel's memfd goes with the "ready" line; a client that asked for shared memory
+  // and cannot have it is told why and stays on the socket.
+  Json ready = {{"ready", true}, {"session", rec->id}, {"transport", session->shm_fd() >= 0 ? "shm" : "socket"}};
+  if (plan.shm && session->shm_fd() < 0) ready["shm_error"] = session->shm_error();
+  if (session->shm_fd() >= 0) {
+    std::lock_guard lock(dm->mutex);
+    rec->transport = "shm";
+  }
+  session->send(ready, session->shm_fd());
   session->serve([&] { return !dm->dom->outcome().has_value(); });
   {
     std::lock_guard lock(dm->mutex);
@@ -447,6 +462,7 @@ Json list_sessions(hv::DomainManager& m, const Json& req) {
       Json j = {{"session", s->id},
                 {"name", s->name},
                 {"state", s->state},
+                {"transport", s->transport},
                 {"events", s->events},
                 {"lost", s->lost}};
       if (auto live = s->session.lock()) {

@@ -195,6 +195,8 @@ class Monitor(unittest.TestCase):
         self.boot("steady", "i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.2; done", "tick-3")
         mon = self.spawn("monitor", "steady", "--events", "syscall", "--sync", "--timeout-ms", "600000")
         self.assertTrue(mon.stdout.readline())  # events flow while it answers
+        sessions = self.d.request({"op": "monitor-list", "domain": "steady"})["sessions"]
+        self.assertEqual((sessions[0]["state"], sessions[0]["transport"]), ("connected", "shm"))
         mon.send_signal(signal.SIGSTOP)  # it stops answering: the next system call waits
         time.sleep(1.0)
         stalled = max(ticks(self.d.console("steady", 0)))

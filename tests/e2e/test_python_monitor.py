@@ -96,6 +96,7 @@ class PythonMonitor(unittest.TestCase):
                         self.d.console("pydeny", 0)[-2000:])
         sessions = self.d.request({"op": "monitor-list", "domain": "pydeny"})["sessions"]
         self.assertEqual([s["state"] for s in sessions], ["closed"])
+        self.assertEqual(sessions[0]["transport"], "shm")  # the answers went back through shared memory
 
 
 if __name__ == "__main__":
