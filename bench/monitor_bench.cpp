@@ -5,6 +5,12 @@
 //   InProcessAsync   the callback is only told
 //   RemoteSync       a monitor in another process answers over the session socket
 //                    (monitor/remote.h: the transport vigild uses), JSON lines both ways
+//   RemoteSyncPolling  the same with a client that polls its socket instead of sleeping
+//   RemoteSyncShm    the shared-memory transport (monitor/shm_channel.h) with the client
+//                    library `vigil monitor` uses (toolstack/monitor_client.h): the event
+//                    and its answer go through the vCPU's slot, both sides polling
+//   RemoteSyncShmSleeping  the same with a client that never polls: every event wakes it
+//                    through the socket (the nudge)
 //   RemoteAsync      events written to that socket, a reader process drains them
 //   NoMonitor        the same loop with nothing attached (the hook costs nothing here)
 // Counters: per-event latency median and p99 (the period between consecutive events, i.e. the
@@ -22,7 +28,11 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+#include <sys/un.h>
+
 #include "monitor/remote.h"
+#include "toolstack/monitor_client.h"
 
 namespace {
 
@@ -146,23 +156,61 @@ void InProcessAsync(benchmark::State& state) {
   }
 }
 
-void Remote(benchmark::State& state, bool sync, bool poll = false) {
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-    state.SkipWithError("socketpair failed");
-    return;
+enum class Transport { kSocket, kSocketPolling, kShm, kShmSleeping };
+
+// A session whose client is a forked process: over a socketpair (client_process), or over
+// an abstract socket with the shared-memory channel and the real client library. Returns
+// the session's end of the connection and the child's pid.
+std::pair<int, pid_t> connect_client(Transport t, bool sync) {
+  if (t == Transport::kSocket || t == Transport::kSocketPolling) {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return {-1, -1};
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::close(fds[0]);
+      client_process(fds[1], sync, t == Transport::kSocketPolling);
+    }
+    ::close(fds[1]);
+    return {fds[0], child};
   }
+  static int n = 0;
+  const std::string name = fmt::format("vigil-monitor-bench-{}-{}", ::getpid(), ++n);
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(listener, 1) != 0) return {-1, -1};
   const pid_t child = ::fork();
   if (child == 0) {
-    ::close(fds[0]);
-    client_process(fds[1], sync, poll);
+    ::close(listener);
+    auto c = toolstack::MonitorClient::connect(name);
+    if (!c || !c->await_ready()) _exit(1);
+    c->set_spin(t == Transport::kShm ? std::chrono::microseconds(1'000'000) : std::chrono::microseconds(0));
+    while (true) {
+      auto ev = c->next();
+      if (!ev) _exit(0);
+      if (ev->value("sync", false) && !c->answer((*ev)["seq"].get<uint64_t>(), monitor::Action::kContinue)) _exit(1);
+    }
   }
-  ::close(fds[1]);
+  const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  ::close(listener);
+  return {fd, child};
+}
+
+void Remote(benchmark::State& state, bool sync, Transport transport = Transport::kSocket) {
+  const auto [fd, child] = connect_client(transport, sync);
+  if (fd < 0) {
+    state.SkipWithError("cannot connect a client process");
+    return;
+  }
+  const bool shm = transport == Transport::kShm || transport == Transport::kShmSleeping;
   Machine m;
   monitor::Hub hub(m.mem, {&m.hart});
-  auto session = monitor::RemoteSession::start(hub, fds[0], "bench", {});
+  auto session = monitor::RemoteSession::start(hub, fd, "bench", {.shm = shm});
   std::atomic<bool> stop{false};
   std::thread server([&] { session->serve([&] { return !stop.load(); }); });
+  if (shm) session->send(monitor::Json{{"ready", true}, {"transport", "shm"}}, session->shm_fd());
   // A second in-process observer records the periods (it costs ~20 ns, measured above).
   Periods periods;
   periods.ns.reserve(1 << 22);
@@ -192,7 +240,13 @@ void RemoteAsync(benchmark::State& state) {
   Remote(state, false);
 }
 void RemoteSyncPolling(benchmark::State& state) {
-  Remote(state, true, true);
+  Remote(state, true, Transport::kSocketPolling);
+}
+void RemoteSyncShm(benchmark::State& state) {
+  Remote(state, true, Transport::kShm);
+}
+void RemoteSyncShmSleeping(benchmark::State& state) {
+  Remote(state, true, Transport::kShmSleeping);
 }
 
 BENCHMARK(NoMonitor)->Unit(benchmark::kMicrosecond)->MinTime(1.0);
@@ -200,6 +254,8 @@ BENCHMARK(InProcessSync)->Unit(benchmark::kMicrosecond)->MinTime(1.0);
 BENCHMARK(InProcessAsync)->Unit(benchmark::kMicrosecond)->MinTime(1.0);
 BENCHMARK(RemoteSync)->Unit(benchmark::kMicrosecond)->MinTime(2.0)->UseRealTime();
 BENCHMARK(RemoteSyncPolling)->Unit(benchmark::kMicrosecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK(RemoteSyncShm)->Unit(benchmark::kMicrosecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK(RemoteSyncShmSleeping)->Unit(benchmark::kMicrosecond)->MinTime(2.0)->UseRealTime();
 BENCHMARK(RemoteAsync)->Unit(benchmark::kMicrosecond)->MinTime(2.0)->UseRealTime();
 
 }  // namespace
