@@ -7,15 +7,20 @@
 //    "protect"?: [{"symbol": S, "length": L} | {"from": S, "to": S} | {"va"|"gpa": A, "length": L}, ...],
 //    "rights"?: "r-x",                       what protected ranges keep (default: all but write)
 //    "kernel_text"?: bool,                   protect _stext.._etext and sys_call_table
-//    "singlestep"?: [vCPU, ...], "timeout_ms"?: T (default 1500), "name"?: S}
+//    "singlestep"?: [vCPU, ...], "timeout_ms"?: T (default 1500), "name"?: S,
+//    "transport"?: "socket" (default) | "shm"}
 //     -> {"ok": true, "session": N, "socket": NAME, "protected": [...], "breakpoints": [...]}
-//   {"op": "monitor-list", "domain": D} -> {"sessions": [{session, name, state, events, lost, end_reason}]}
+//   {"op": "monitor-list", "domain": D}
+//     -> {"sessions": [{session, name, state, transport, events, lost, end_reason}]}
 //
 // NAME is a Unix socket in the abstract namespace (connect to "\0" + NAME), made for this
 // session alone and checked like the control socket (peer uid must be vigild's or root).
-// Connect within kAcceptTimeout; the first line is {"ready": true, "session": N} once
-// everything is in place, then the socket carries events and answers as JSON lines
-// (monitor/remote.h). Everything the session set up (subscriptions, rights,
+// Connect within kAcceptTimeout; the first line is {"ready": true, "session": N,
+// "transport": T} once everything is in place (events raised before it may come first),
+// then the socket carries events and answers as JSON lines (monitor/remote.h). With
+// "transport": "shm" the ready line carries the shared-memory channel's memfd
+// (SCM_RIGHTS) and synchronous events go through it (monitor/shm_channel.h); if the
+// channel cannot be made, T is "socket" and "shm_error" says why. Everything the session set up (subscriptions, rights,
 // breakpoints) goes when the connection does, when it stops answering for `timeout_ms`,
 // or when its domain goes away. Guest virtual addresses are translated through the
 // kernel's page tables (found as `vigil ps` finds them).

@@ -200,6 +200,9 @@ bool MonitorClient::shm_wait(int timeout_ms) {
     int r;
     while ((r = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
     }
+    // Whatever woke poll() (a nudge, a line, the end of the connection) is read now, so
+    // an end is seen even if vigild died without marking the channel closed.
+    if (r > 0 && receive(MSG_DONTWAIT) < 0 && errno != EAGAIN && errno != EWOULDBLOCK) m_eof = true;
     ready = r != 0 || shm_activity();
   }
   h.client_sleeping.store(0, std::memory_order_relaxed);
@@ -232,8 +235,7 @@ Result<Json> MonitorClient::next() {
       if (receive(0) < 0) return make_error("{}", kEnded);
       continue;
     }
-    if (shm_wait(-1) && receive(MSG_DONTWAIT) < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-      return make_error("{}", kEnded);
+    shm_wait(-1);
   }
 }
 
