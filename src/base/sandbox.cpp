@@ -174,7 +174,6 @@ void add_api(std::vector<Rule>& r) {
       {VIGIL_SYS(ioctl), {int_is(1, TUNSETIFF)}},  // attaching a tap interface
       // A monitor session's shared-memory channel: a sealed memfd (monitor/shm_channel.h).
       {VIGIL_SYS(memfd_create)},
-      {VIGIL_SYS(ftruncate)},
       {VIGIL_SYS(fcntl), {int_is(1, F_ADD_SEALS)}},
       {VIGIL_SYS(prctl), {int_is(0, PR_SET_NAME)}},
       {VIGIL_SYS(prctl), {int_is(0, PR_GET_NAME)}},

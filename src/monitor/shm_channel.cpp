@@ -27,9 +27,11 @@ Result<Channel> Channel::create(uint32_t slots) {
   const int fd = ::memfd_create("vigil-monitor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return make_error("cannot create the monitor's shared memory: {}", std::strerror(errno));
   const size_t size = channel_size(slots);
-  // Sealed before the client sees it: it cannot shrink the file under vigild's mapping (a
-  // SIGBUS in a vCPU thread) nor grow it.
-  if (::ftruncate(fd, static_cast<off_t>(size)) != 0 ||
+  // Sized by writing its last byte (vigild's API threads may not ftruncate: that could cut
+  // a disk image), then sealed before the client sees it: it cannot shrink the file under
+  // vigild's mapping (a SIGBUS in a vCPU thread) nor grow it.
+  const char zero = 0;
+  if (::pwrite(fd, &zero, 1, static_cast<off_t>(size - 1)) != 1 ||
       ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     const int e = errno;
     ::close(fd);

@@ -35,6 +35,8 @@
 
 #include <gtest/gtest.h>
 
+#include "monitor/shm_channel.h"
+
 namespace vigil::sandbox {
 namespace {
 
@@ -219,6 +221,8 @@ TEST_F(SandboxTest, VcpuWorkerDoesDiskIoAndNonBlockingSendsOnly) {
     EXPECT_EQ(err_of(::open("/proc/self/mem", O_RDWR | O_CLOEXEC)), EPERM);
     EXPECT_EQ(err_of(::socket(AF_INET, SOCK_DGRAM, 0)), EPERM);
     EXPECT_EQ(err_of(::eventfd(0, EFD_CLOEXEC)), EPERM);
+    EXPECT_EQ(err_of(::memfd_create("x", MFD_CLOEXEC)), EPERM);
+    EXPECT_EQ(err_of(::ftruncate(disk, 0)), EPERM);
     EXPECT_THROW(std::thread([] {}).join(), std::system_error);
   });
   ::close(disk);
@@ -299,6 +303,15 @@ TEST_F(SandboxTest, ApiCreatesThreadsAndOpensImagesButCreatesNoFiles) {
     EXPECT_EQ(cred.uid, ::geteuid());
     EXPECT_EQ(err_of(::prctl(PR_SET_NAME, "vigil-api", 0, 0, 0)), 0);
     EXPECT_EQ(err_of(::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)), EPERM);
+
+    // A monitor session's shared-memory channel: a sealed memfd, sized without ftruncate
+    // (which could cut a disk image short).
+    auto channel = monitor::shm::Channel::create(4);
+    EXPECT_TRUE(channel) << channel.error().message;
+    EXPECT_EQ(err_of(::truncate(m_file.c_str(), 0)), EPERM);
+    const int img = ::open(m_file.c_str(), O_RDWR | O_CLOEXEC);
+    EXPECT_EQ(err_of(::ftruncate(img, 0)), EPERM);
+    ::close(img);
 
     // Threads, but nothing else clone can make: here a thread in a new user namespace
     // (which the kernel itself would refuse with EINVAL).
