@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -303,10 +304,30 @@ void restrict_thread_or_abort(ThreadClass c) {
   }
 }
 
+namespace {
+// glibc's malloc, the first time it shrinks a thread's arena, reads
+// /proc/sys/vm/overcommit_memory once for the whole process (check_may_shrink_heap in
+// malloc/arena.c). In a sandboxed thread that open is refused (harmlessly: it then only
+// madvises) and logged as a seccomp denial. Growing and emptying an arena here, in an
+// unrestricted thread, lets that one read happen before any filter exists.
+void settle_malloc() {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 32; ++i) {
+    void* p = std::malloc(64 * 1024);  // under the mmap threshold: from this thread's arena
+    if (p) static_cast<volatile char*>(p)[0] = 1;  // used, so the pair is not optimized away
+    blocks.push_back(p);
+  }
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) std::free(*it);
+}
+}  // namespace
+
 Result<void> probe() {
   if (!enabled()) return {};
   Result<void> result;
-  std::thread([&result] { result = restrict_thread(ThreadClass::kVcpuWorker); }).join();
+  std::thread([&result] {
+    settle_malloc();
+    result = restrict_thread(ThreadClass::kVcpuWorker);
+  }).join();
   return result;
 }
 

@@ -64,9 +64,6 @@ void RemoteSession::finish(std::string reason) {
     m_end_reason = std::move(reason);
   }
   m_wait_cv.notify_all();
-  // A client asleep in poll() sees the end of the connection (what it has not read yet
-  // stays readable).
-  ::shutdown(m_fd, SHUT_RDWR);
   if (m_channel) {
     // A polling client notices at once; vCPUs asleep on their slot wake up and leave.
     m_channel->header().closed.store(1, std::memory_order_seq_cst);
@@ -386,6 +383,10 @@ void RemoteSession::serve(const std::function<bool()>& keep_going) {
     if (!read_some(true)) break;
   }
   finish("the session was closed (its domain went away or vigild is stopping)");
+  // A client asleep in poll() sees the end of the connection now, not when the last
+  // reference to the session goes (what it has not read stays readable). Here, not in
+  // finish(): vCPU threads may not shut sockets down.
+  ::shutdown(m_fd, SHUT_RDWR);
 }
 
 }  // namespace vigil::monitor
