@@ -1,6 +1,8 @@
 // JSON forms of events, responses and subscriptions (json.h).
 #include "monitor/json.h"
 
+#include <fmt/compile.h>
+
 #include <charconv>
 #include <iterator>
 
@@ -102,49 +104,65 @@ Json to_json(const Event& ev) {
 
 void append_event_line(const Event& ev, std::string_view extra, std::string& out) {
   auto it = std::back_inserter(out);
-  fmt::format_to(it, R"({{"seq":{},"type":"{}","sync":{},"vcpu":{},"priv":"{}","pc":{},"satp":{})", ev.seq,
+  fmt::format_to(it, FMT_COMPILE(R"({{"seq":{},"type":"{}","sync":{},"vcpu":{},"priv":"{}","pc":{},"satp":{})"), ev.seq,
                  to_string(ev.type), ev.sync, ev.vcpu, priv_name(ev.priv), ev.pc, ev.satp);
   auto args = [&] {
-    fmt::format_to(it, R"(,"args":[{},{},{},{},{},{}])", ev.args[0], ev.args[1], ev.args[2], ev.args[3],
+    fmt::format_to(it, FMT_COMPILE(R"(,"args":[{},{},{},{},{},{}])"), ev.args[0], ev.args[1], ev.args[2], ev.args[3],
                    ev.args[4], ev.args[5]);
   };
   switch (ev.type) {
     case EventType::kMemAccess:
-      fmt::format_to(it, R"(,"gpa":{},"gva":{},"access":"{}","size":{})", ev.gpa, ev.gva,
+      fmt::format_to(it, FMT_COMPILE(R"(,"gpa":{},"gva":{},"access":"{}","size":{})"), ev.gpa, ev.gva,
                      access_name(ev.access), ev.size);
       break;
     case EventType::kCsrWrite: {
       const std::string_view name = csr_name(ev.csr);
       if (name.empty())
-        fmt::format_to(it, R"(,"csr":{})", ev.csr);
+        fmt::format_to(it, FMT_COMPILE(R"(,"csr":{})"), ev.csr);
       else
-        fmt::format_to(it, R"(,"csr":"{}")", name);
-      fmt::format_to(it, R"(,"csr_num":{},"old":{},"new":{})", ev.csr, ev.old_value, ev.new_value);
+        fmt::format_to(it, FMT_COMPILE(R"(,"csr":"{}")"), name);
+      fmt::format_to(it, FMT_COMPILE(R"(,"csr_num":{},"old":{},"new":{})"), ev.csr, ev.old_value, ev.new_value);
       break;
     }
     case EventType::kBreakpoint:
-      fmt::format_to(it, R"(,"gpa":{},"gva":{})", ev.gpa, ev.gva);
+      fmt::format_to(it, FMT_COMPILE(R"(,"gpa":{},"gva":{})"), ev.gpa, ev.gva);
       break;
     case EventType::kSingleStep:
       break;
     case EventType::kSyscallReturn:
-      fmt::format_to(it, R"(,"ret":{})", ev.ret);
+      fmt::format_to(it, FMT_COMPILE(R"(,"ret":{})"), ev.ret);
       [[fallthrough]];
     case EventType::kSyscall:
-      fmt::format_to(it, R"(,"nr":{},"sp":{},"task":{})", ev.nr, ev.sp, ev.sscratch);
+      fmt::format_to(it, FMT_COMPILE(R"(,"nr":{},"sp":{},"task":{})"), ev.nr, ev.sp, ev.sscratch);
       args();
       break;
     case EventType::kGuestRequest:
-      fmt::format_to(it, R"(,"fid":{})", ev.nr);
+      fmt::format_to(it, FMT_COMPILE(R"(,"fid":{})"), ev.nr);
       args();
       break;
     case EventType::kTrap:
-      fmt::format_to(it, R"(,"cause":{},"tval":{},"interrupt":{},"epc":{})", ev.cause, ev.tval, ev.interrupt,
+      fmt::format_to(it, FMT_COMPILE(R"(,"cause":{},"tval":{},"interrupt":{},"epc":{})"), ev.cause, ev.tval, ev.interrupt,
                      ev.gva);
       break;
   }
   out += extra;
   out += "}\n";
+}
+
+void append_json_string(std::string_view bytes, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (const char c : bytes) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b >= 0x20 && b < 0x7f && c != '"' && c != '\\') {
+      out += c;
+    } else {
+      out += "\\u00";
+      out += kHex[b >> 4];
+      out += kHex[b & 15];
+    }
+  }
+  out += '"';
 }
 
 Result<Response> response_from_json(const Json& j) {

@@ -26,6 +26,9 @@ Json to_json(const Event& ev);
 // (the transport's hot path: a few hundred nanoseconds instead of a few microseconds).
 // `extra` is inserted before the closing brace: "" or `,"key":value...`.
 void append_event_line(const Event& ev, std::string_view extra, std::string& out);
+// `bytes` (a guest's, say) as a quoted JSON string: printable ASCII as is, everything else
+// escaped as \u00XX (each byte one code point), so any input gives valid JSON.
+void append_json_string(std::string_view bytes, std::string& out);
 Result<Response> response_from_json(const Json& j);
 Result<Subscription> subscription_from_json(const Json& j);
 // "rwx", "r-x", "" ... -> p2m bits.

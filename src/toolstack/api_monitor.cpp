@@ -2,6 +2,7 @@
 // client on a socket of its own.
 #include "toolstack/api_monitor.h"
 
+#include <fmt/compile.h>
 #include <poll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -10,6 +11,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -339,10 +341,13 @@ std::function<void(const monitor::Event&, std::string&)> pid_annotator(const Pla
     if (ev.priv != riscv::Priv::U || ev.sscratch == 0) return;
     auto pid = view.read_virt_u32(satp, ev.sscratch + tgid);
     if (!pid) return;
-    out += fmt::format(R"(,"pid":{})", static_cast<int32_t>(*pid));
-    // comm is the guest's bytes: quoted and escaped by the JSON library, never pasted.
+    fmt::format_to(std::back_inserter(out), FMT_COMPILE(R"(,"pid":{})"), static_cast<int32_t>(*pid));
+    // comm is the guest's bytes: quoted and escaped, never pasted.
     auto name = view.read_virt_string(satp, ev.sscratch + comm, 16);
-    if (name) out += ",\"comm\":" + Json(*name).dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (name) {
+      out += ",\"comm\":";
+      monitor::append_json_string(*name, out);
+    }
   };
 }
 

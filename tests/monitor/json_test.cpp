@@ -73,5 +73,36 @@ TEST(MonitorJson, ResponsesAndSubscriptions) {
   EXPECT_FALSE(rights_from_string("rwz"));
 }
 
+// Guest bytes (a process's comm) become a JSON string whatever they are: quotes, controls,
+// backslashes, invalid UTF-8; each byte comes back as the code point of the same value.
+TEST(MonitorJson, GuestBytesAlwaysMakeValidJsonStrings) {
+  std::string all;
+  for (int b = 1; b < 256; ++b) all += static_cast<char>(b);
+  for (const std::string& bytes : {std::string("vtest-monitor"), std::string("a\"b\\c\n"), std::string("\xc3\x28\xff"), all,
+                                   std::string()}) {
+    std::string out = "{\"comm\":";
+    append_json_string(bytes, out);
+    out += "}";
+    const Json j = Json::parse(out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << out;
+    // Back to bytes: every code point is below 256.
+    std::u32string points;
+    const std::string utf8 = j["comm"].get<std::string>();
+    for (size_t i = 0; i < utf8.size();) {
+      const auto c = static_cast<unsigned char>(utf8[i]);
+      if (c < 0x80) {
+        points += c;
+        i += 1;
+      } else {
+        ASSERT_EQ(c & 0xe0, 0xc0) << out;  // two-byte sequences only (U+0080..U+00FF)
+        points += static_cast<char32_t>(((c & 0x1f) << 6) | (static_cast<unsigned char>(utf8[i + 1]) & 0x3f));
+        i += 2;
+      }
+    }
+    ASSERT_EQ(points.size(), bytes.size());
+    for (size_t i = 0; i < bytes.size(); ++i) EXPECT_EQ(points[i], static_cast<unsigned char>(bytes[i])) << i;
+  }
+}
+
 }  // namespace
 }  // namespace vigil::monitor
