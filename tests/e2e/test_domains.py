@@ -81,6 +81,12 @@ class Vigild:
         out = self.log.read()
         self.log.close()
         self.dir.cleanup()
+        # Under a sanitizer build (scripts/sanitize.sh) a report in vigild's log fails the
+        # test that ran it; a normal build never prints these.
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in out:
+                at = out.index(marker)
+                raise AssertionError(f"vigild reported a sanitizer error:\n{out[max(0, at - 200):at + 3000]}")
         return out
 
 
