@@ -116,13 +116,7 @@ ssize_t MonitorClient::receive(int flags) {
   return n;
 }
 
-std::optional<Result<Json>> MonitorClient::pop() {
-  if (!m_queue.empty()) {
-    Json j = std::move(m_queue.front());
-    m_queue.pop_front();
-    if (j.is_discarded()) return make_error("vigild sent a malformed event");
-    return j;
-  }
+std::optional<Json> MonitorClient::take_line() {
   size_t nl;
   while ((nl = m_buf.find('\n')) != std::string::npos) {
     if (nl == 0) {  // a nudge
@@ -131,10 +125,22 @@ std::optional<Result<Json>> MonitorClient::pop() {
     }
     Json j = Json::parse(std::string_view(m_buf).substr(0, nl), nullptr, false);
     m_buf.erase(0, nl + 1);
-    if (j.is_discarded() || !j.is_object()) return make_error("vigild sent a malformed event");
-    return j;
+    return j.is_object() ? j : Json(Json::value_t::discarded);
   }
   return std::nullopt;
+}
+
+std::optional<Result<Json>> MonitorClient::pop() {
+  std::optional<Json> j;
+  if (!m_queue.empty()) {
+    j = std::move(m_queue.front());
+    m_queue.pop_front();
+  } else {
+    j = take_line();
+  }
+  if (!j) return std::nullopt;
+  if (j->is_discarded()) return make_error("vigild sent a malformed event");
+  return std::move(*j);
 }
 
 bool MonitorClient::take_posted() {
@@ -156,11 +162,7 @@ bool MonitorClient::take_posted() {
   const uint64_t before = h.socket_bytes.load(std::memory_order_acquire);
   while (m_received < before && receive(0) > 0) {
   }
-  size_t nl;
-  while ((nl = m_buf.find('\n')) != std::string::npos) {
-    if (nl > 0) m_queue.push_back(Json::parse(std::string_view(m_buf).substr(0, nl), nullptr, false));
-    m_buf.erase(0, nl + 1);
-  }
+  while (auto line = take_line()) m_queue.push_back(std::move(*line));
   std::sort(found.begin(), found.end());
   for (const auto& [seq, i] : found) {
     Json ev = Json::parse(monitor::shm::read_text(m_channel->slot(i)), nullptr, false);
@@ -196,10 +198,7 @@ bool MonitorClient::shm_wait(int timeout_ms) {
   h.client_sleeping.store(1, std::memory_order_seq_cst);
   bool ready = shm_activity();
   if (!ready) {
-    pollfd p{m_fd, POLLIN, 0};
-    int r;
-    while ((r = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
-    }
+    const int r = poll_socket(timeout_ms);
     // Whatever woke poll() (a nudge, a line, the end of the connection) is read now, so
     // an end is seen even if vigild died without marking the channel closed.
     if (r > 0 && receive(MSG_DONTWAIT) < 0 && errno != EAGAIN && errno != EWOULDBLOCK) m_eof = true;
@@ -209,14 +208,18 @@ bool MonitorClient::shm_wait(int timeout_ms) {
   return ready;
 }
 
-bool MonitorClient::wait(int timeout_ms) {
-  if (has_line() || m_eof) return true;
-  if (m_channel) return shm_wait(timeout_ms);
+int MonitorClient::poll_socket(int timeout_ms) const {
   pollfd p{m_fd, POLLIN, 0};
   int r;
   while ((r = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
   }
-  return r != 0;  // an error or the end of the connection is for next() to report
+  return r;
+}
+
+bool MonitorClient::wait(int timeout_ms) {
+  if (has_line() || m_eof) return true;
+  if (m_channel) return shm_wait(timeout_ms);
+  return poll_socket(timeout_ms) != 0;  // an error or the end of the connection is for next() to report
 }
 
 Result<Json> MonitorClient::next() {

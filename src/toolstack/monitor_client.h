@@ -72,8 +72,13 @@ class MonitorClient {
   explicit MonitorClient(int fd) : m_fd(fd), m_answer_mutex(std::make_unique<std::mutex>()) {}
   // One recvmsg (flags: 0 or MSG_DONTWAIT) into m_buf; keeps an fd passed with it.
   ssize_t receive(int flags);
-  // A whole line or queued event, if there is one (empty lines, vigild's nudges, skipped).
+  // The next whole line of m_buf, parsed (discarded if it is not a JSON object); empty
+  // lines, vigild's nudges, are skipped.
+  std::optional<Json> take_line();
+  // A queued event or else a whole line, if there is one.
   std::optional<Result<Json>> pop();
+  // poll() for input on the socket, retried on EINTR.
+  int poll_socket(int timeout_ms) const;
   // Queues events newly posted in the shared slots, after the socket lines written before
   // them. False if there were none.
   bool take_posted();
