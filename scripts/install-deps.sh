@@ -20,6 +20,8 @@ PKGS=(
   libfdt-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libxbyak-dev
   libgtest-dev libgmock-dev libbenchmark-dev libslirp-dev libglib2.0-dev
   libseccomp-dev libbpf-dev python3-pybind11
+  # snapshot stream (issue 11): zstd for RAM batches, xxhash for record checksums
+  libzstd-dev libxxhash-dev
   # guest build (kernel + busybox + test programs)
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross linux-source-6.1
   flex bison bc libssl-dev libelf-dev cpio xz-utils kmod dpkg-dev device-tree-compiler
