@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "base/sandbox.h"
+#include "hv/fair_share.h"
 
 namespace vigil::hv {
 
@@ -168,41 +169,50 @@ void Scheduler::refill_if_due(Clock::time_point now) {
   // after the boundary) must not stretch the period and so hand out less credit per time.
   m_period_end += kPeriod;
   if (m_period_end <= now) m_period_end = now + kPeriod;  // far behind (suspended host): restart the grid
-  // Credit goes to active domains (something to run, or ran last period) by weight.
-  uint64_t total_weight = 0;
-  std::vector<Dom*> active;
+  const int64_t period = ns_of(kPeriod);
+  // Credit goes to active vCPUs (something to run, or ran last period) of running domains:
+  // each earns its weighted max-min fair share of the workers it may use (fair_share.h).
+  // A domain's weight is split among its active vCPUs, as Xen's credit1 does.
+  std::vector<ShareDemand> demands;
+  std::vector<Vcpu*> paid;
+  std::vector<double> group_caps;
   for (auto& [id, d] : m_doms) {
-    const bool busy = d->period_used_ns > 0 || std::any_of(d->vcpus.begin(), d->vcpus.end(), [](const Vcpu& v) {
-                        return v.state == VcpuState::kRunnable || v.state == VcpuState::kRunning;
-                      });
     // A capped domain that overran its budget (its last step ran past it) pays the excess
     // back out of the next period, so the cap holds on average.
-    const int64_t budget = d->params.cap ? ns_of(kPeriod) * static_cast<int64_t>(d->params.cap) / 100 : 0;
+    const int64_t budget = d->params.cap ? period * static_cast<int64_t>(d->params.cap) / 100 : 0;
     d->period_used_ns = d->params.cap ? std::max<int64_t>(0, d->period_used_ns - budget) : 0;
-    if (busy && !d->paused) {
-      active.push_back(d.get());
-      total_weight += d->params.weight;
+    const int group = static_cast<int>(group_caps.size());
+    group_caps.push_back(d->params.cap / 100.0);
+    auto active = [](const Vcpu& v) {
+      return v.state == VcpuState::kRunnable || v.state == VcpuState::kRunning ||
+             (v.state == VcpuState::kBlocked && v.period_ns > 0);
+    };
+    const auto n_active = std::count_if(d->vcpus.begin(), d->vcpus.end(), active);
+    for (Vcpu& v : d->vcpus) {
+      if (!d->paused && active(v)) {
+        // Demand: a vCPU that never waited wants a whole worker; one that slept is owed a
+        // little more than it used (so it can grow), and what it leaves goes to the others.
+        const double used = static_cast<double>(v.period_ns) / static_cast<double>(period);
+        const double want = v.slept ? std::min(1.0, 1.5 * used + 0.05) : 1.0;
+        demands.push_back({static_cast<double>(d->params.weight) / static_cast<double>(n_active), v.pin_mask, want, group});
+        paid.push_back(&v);
+      }
+      v.period_ns = 0;
+      v.slept = v.state == VcpuState::kBlocked;
     }
   }
-  const int64_t period = ns_of(kPeriod);
-  const int64_t pool = period * static_cast<int64_t>(workers());
+  const std::vector<double> shares = fair_shares(demands, workers(), group_caps);
   int64_t top = std::numeric_limits<int64_t>::min();
-  for (Dom* d : active) {
-    const int64_t share = static_cast<int64_t>(static_cast<uint64_t>(pool) * d->params.weight / total_weight);
-    const int64_t per_vcpu = share / static_cast<int64_t>(d->vcpus.size());
-    for (Vcpu& v : d->vcpus) {
-      v.credit_ns += per_vcpu;
-      top = std::max(top, v.credit_ns);
-    }
+  for (size_t i = 0; i < paid.size(); ++i) {
+    paid[i]->credit_ns += static_cast<int64_t>(shares[i] * static_cast<double>(period));
+    top = std::max(top, paid[i]->credit_ns);
   }
   // Bounded so that no vCPU hoards history, but by shifting every active vCPU by the same
   // amount rather than clamping each: when the host steals time from the workers, income
   // and charges drift apart, and clamping each vCPU at the same ceiling (or floor) would
   // erase exactly the differences the weights make, turning the schedule into round robin.
   const int64_t shift = top > period ? top - period : 0;
-  for (Dom* d : active) {
-    for (Vcpu& v : d->vcpus) v.credit_ns = std::max<int64_t>(v.credit_ns - shift, -kMaxDebtPeriods * period);
-  }
+  for (Vcpu* v : paid) v->credit_ns = std::max<int64_t>(v->credit_ns - shift, -kMaxDebtPeriods * period);
 }
 
 Scheduler::Vcpu* Scheduler::pick(unsigned worker, Clock::time_point now, Dom*& dom) {
@@ -226,11 +236,16 @@ Scheduler::Vcpu* Scheduler::pick(unsigned worker, Clock::time_point now, Dom*& d
 void Scheduler::worker_loop(unsigned worker) {
   sandbox::restrict_thread_or_abort(sandbox::ThreadClass::kVcpuWorker);
   std::unique_lock lock(m_mutex);
+  Vcpu* prev = nullptr;  // what this worker ran last, while it is still runnable
   while (!m_shutdown) {
     const auto now = Clock::now();
     refill_if_due(now);
     Dom* d = nullptr;
     Vcpu* v = pick(worker, now, d);
+    // The vCPU this worker just ran stays runnable but lost the pick: another worker it may
+    // use could be asleep, so wake them all to look (else it waits for their timeout).
+    if (prev != nullptr && prev != v) m_cv.notify_all();
+    prev = nullptr;
     if (v == nullptr) {
       // Sleep until the next timer of a parked vCPU, the next period (capped domains
       // resume then), or a wake.
@@ -273,6 +288,7 @@ void Scheduler::worker_loop(unsigned worker) {
     lock.lock();
     v->credit_ns -= used;
     v->cpu_ns += used;
+    v->period_ns += used;
     v->last_ran = end;
     v->worker = -1;
     d->period_used_ns += used;
@@ -281,9 +297,11 @@ void Scheduler::worker_loop(unsigned worker) {
       v->state = VcpuState::kDone;
     } else if (r == machine::Machine::StepResult::kIdle && !v->woken) {
       v->state = VcpuState::kBlocked;
+      v->slept = true;
       v->wake_at = wake_at;
     } else {
       v->state = VcpuState::kRunnable;
+      if (!d->paused && !d->removing) prev = v;
     }
     m_idle_cv.notify_all();
   }

@@ -1,7 +1,9 @@
 // A credit scheduler after Xen's (docs: "Credit Scheduler", xen/common/sched/credit.c for
 // the idea): the vCPUs of all domains share a pool of host worker threads. Every accounting
-// period each active domain earns credit in proportion to its weight; a worker always runs
-// the runnable vCPU with the most credit and charges it the host time it used. A cap limits
+// period each active vCPU earns credit: its weighted max-min fair share of the workers it
+// may run on (hv/fair_share.h), so weights hold among the vCPUs that compete for the same
+// workers whatever runs elsewhere; a worker always runs the runnable vCPU with the most
+// credit and charges it the host time it used. A cap limits
 // a domain to a percentage of one worker per period. A vCPU waiting for an interrupt is
 // parked and costs nothing until it is woken or its timer is due.
 #pragma once
@@ -81,6 +83,8 @@ class Scheduler {
     bool woken = false;
     int64_t credit_ns = 0;
     int64_t cpu_ns = 0;
+    int64_t period_ns = 0;  // run time since the last refill
+    bool slept = false;     // blocked (WFI) at some point since the last refill
     Clock::time_point wake_at = Clock::time_point::max();
     Clock::time_point last_ran{};
     uint64_t pin_mask = 0;  // 0 = any worker
