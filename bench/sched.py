@@ -15,6 +15,11 @@ test guest (scripts/build-guest.sh) as domains through `vigil create`:
            both pinned to worker 0 (cpus = "0"). After both have booted, the
            increase of each domain's cpu_seconds over 20 s; target ratio 2:1
            within 10 % (1.8-2.2).
+  weights-2w, weights-2w-idle, weights-2w-capped
+           The same pair with vigild's default worker count (one per host
+           core), issue 15's three cases: worker 1 empty; an idle domain
+           pinned to worker 1; a CPU-bound domain with cap = 25 pinned to
+           worker 1. Same target: 2:1 within 10 % whatever runs on worker 1.
   cap      `vigild --workers 1`; one CPU-bound domain with cap = 25, alone
            (so the cap, not a lack of demand, limits it): its cpu_seconds
            increase over 20 s as a percent of one worker, target <= 27 %.
@@ -43,7 +48,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALL_JOBS = ("idle", "weights", "cap")
+ALL_JOBS = ("idle", "weights", "weights-2w", "weights-2w-idle", "weights-2w-capped", "cap")
+WEIGHT_JOBS = {"weights": (1, None), "weights-2w": (None, None), "weights-2w-idle": (None, "idle"),
+               "weights-2w-capped": (None, "capped")}
 INIT_MARK = "VIGIL-GUEST: init started"
 IDLE_CMD = "sleep 100000"
 BUSY_CMD = "while true; do :; done"
@@ -349,19 +356,27 @@ def sched_credit(v, name):
     return {"weight": int(fields[1]), "cap": int(fields[2])}
 
 
-def job_weights(args):
-    v = Vigild(args, workers=1)
+def job_weights(args, workers=1, other=None):
+    """512 vs 256 pinned to worker 0; `other` ("idle" or "capped") on worker 1."""
+    v = Vigild(args, workers=workers)
     try:
         doms = {"w512": 512, "w256": 256}
         for n, w in doms.items():
             v.create(n, args.memory, BUSY_CMD, weight=w, cpus="0")
-        params = {n: sched_credit(v, n) for n in doms}
-        vcpus = {n: v.call({"op": "vcpu-list", "domain": n}).get("vcpus") for n in doms}
-        boot_s = wait_booted(v, list(doms), args.boot_timeout)
+        names = list(doms)
+        if other == "idle":
+            v.create("other", args.memory, IDLE_CMD, cpus="1")
+            names.append("other")
+        elif other == "capped":
+            v.create("other", args.memory, BUSY_CMD, cap=25, cpus="1")
+            names.append("other")
+        params = {n: sched_credit(v, n) for n in names}
+        vcpus = {n: v.call({"op": "vcpu-list", "domain": n}).get("vcpus") for n in names}
+        boot_s = wait_booted(v, names, args.boot_timeout)
         time.sleep(args.warmup)
         log(f"weights: sampling for {args.sample_seconds} s")
-        rows = sample(v, list(doms), args.sample_seconds)
-        wall, d, proc = deltas(rows, list(doms))
+        rows = sample(v, names, args.sample_seconds)
+        wall, d, proc = deltas(rows, names)
         if d["w256"] <= 0:
             raise MeasureError(f"the weight-256 domain got no CPU time: {d}")
         ratio = d["w512"] / d["w256"]
@@ -374,7 +389,8 @@ def job_weights(args):
         return {
             "ratio": round(ratio, 4), "window_seconds": round(wall, 2), "boot_seconds": round(boot_s, 2),
             "cpu_seconds": {n: round(x, 4) for n, x in d.items()},
-            "worker_busy_percent": round(100.0 * sum(d.values()) / wall, 2),
+            "workers": workers, "worker1": other,
+            "worker0_busy_percent": round(100.0 * (d["w512"] + d["w256"]) / wall, 2),
             "vigild_cpu_percent": round(100.0 * proc / wall, 2),
             "per_second_ratios": per_s, "sched_credit": params, "vcpu_list": vcpus,
             "vigild_argv": v.argv, "samples": rows,
@@ -473,7 +489,9 @@ def main():
         "loadavg_before": os.getloadavg(), "argv": sys.argv, "vigild": args.vigild, "vigil": args.vigil,
         "guest": args.guest, "results": {}, "errors": {},
     }
-    fns = {"idle": job_idle, "weights": job_weights, "cap": job_cap}
+    fns = {"idle": job_idle, "cap": job_cap}
+    for name, (workers, other) in WEIGHT_JOBS.items():
+        fns[name] = lambda a, w=workers, o=other: job_weights(a, w, o)
     for j in jobs:
         log(f"job {j} (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
         la = os.getloadavg()
@@ -500,16 +518,21 @@ def main():
             rows.append(f"| idle: vigild RSS then | {x['vigild_rss_kib'] / 1024:.1f} MiB | (report) | - |")
         else:
             rows.append(f"| idle | not measured | < 5 % | ERROR |")
-    if "weights" in jobs:
-        if "weights" in r:
-            x = r["weights"]
+    for j, (workers, other) in WEIGHT_JOBS.items():
+        if j not in jobs:
+            continue
+        where = ("1 worker" if workers == 1 else f"worker 0 of {os.cpu_count()}, worker 1 "
+                 + {None: "empty", "idle": "an idle domain", "capped": "a busy domain, cap 25"}[other])
+        if j in r:
+            x = r[j]
             ok = 1.8 <= x["ratio"] <= 2.2
-            checks["weights"] = ok
+            checks[j] = ok
             c = x["cpu_seconds"]
-            rows.append(fmt_row(f"weights: 512 vs 256 on 1 worker, {x['window_seconds']:.0f} s",
-                                f"{x['ratio']:.2f} : 1 ({c['w512']:.2f} s / {c['w256']:.2f} s)", "1.8-2.2", ok))
+            extra = f"; other {c['other']:.2f} s" if "other" in c else ""
+            rows.append(fmt_row(f"{j}: 512 vs 256 pinned, {where}, {x['window_seconds']:.0f} s",
+                                f"{x['ratio']:.2f} : 1 ({c['w512']:.2f} s / {c['w256']:.2f} s{extra})", "1.8-2.2", ok))
         else:
-            rows.append(f"| weights | not measured | 1.8-2.2 | ERROR |")
+            rows.append(f"| {j}: 512 vs 256 pinned, {where} | not measured | 1.8-2.2 | ERROR |")
     if "cap" in jobs:
         if "cap" in r:
             x = r["cap"]

@@ -207,6 +207,28 @@ class Domains(unittest.TestCase):
         self.assertTrue(wait_for(lambda: blocks() > 100, 60), blocks())
         self.assertEqual(self.d.vigil("vcpu-pin", "w", "0", "99", check=False).returncode, 1)
 
+    def test_pinned_weights_hold_beside_a_capped_domain(self):
+        # Issue 15: 512 and 256 pinned to worker 0 of two share it 2:1 even while worker 1
+        # runs a CPU-bound domain capped at 25 % (credit used to be paid as if every domain
+        # could use every worker, and this case came out 3:1).
+        d = Vigild(workers=2)
+        self.addCleanup(d.close)
+        busy = "while true; do :; done"
+        d.vigil("create", write_config(self.cfgdir.name, "w512", busy, extra_lines='cpu_weight = 512\ncpus = "0"\n'))
+        d.vigil("create", write_config(self.cfgdir.name, "w256", busy, extra_lines='cpu_weight = 256\ncpus = "0"\n'))
+        d.vigil("create", write_config(self.cfgdir.name, "other", busy, extra_lines='cap = 25\ncpus = "1"\n'))
+        booted = lambda: all("init started" in d.console(n, 0) for n in ("w512", "w256"))
+        self.assertTrue(wait_for(booted, 240), {n: d.console(n, 0)[-300:] for n in ("w512", "w256")})
+        names = ("w512", "w256", "other")
+        cpu = lambda: {n: d.domains()[n]["cpu_seconds"] for n in names}
+        t0, before = time.monotonic(), cpu()
+        time.sleep(8)  # the measurement window, not a synchronisation
+        after, wall = cpu(), time.monotonic() - t0
+        got = {n: after[n] - before[n] for n in names}
+        self.assertGreater(got["w256"], 0, got)
+        self.assertAlmostEqual(got["w512"] / got["w256"], 2.0, delta=0.2, msg=got)
+        self.assertLess(got["other"] / wall, 0.30, got)
+
     def test_guest_crash_stops_only_that_domain(self):
         # A guest that panics with panic=-1 asks for a reset; on_reboot = destroy removes it.
         self.d.vigil("create", write_config(self.cfgdir.name, "ok", "while true; do echo tick-$((i=i+1)); sleep 0.3; done"))
