@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
   vigil::machine::MachineConfig config;
   double timeout_s = 0;
   CLI::App* run = app.add_subcommand("run", "Boot one guest in the foreground (console on stdin/stdout)");
-  run->add_option("--kernel", config.kernel, "RISC-V Linux kernel Image")->required();
+  run->add_option("--kernel", config.kernel, "RISC-V Linux kernel Image; with --firmware, any S-mode payload (raw binary or ELF, e.g. U-Boot)")->required();
   run->add_option("--initrd", config.initrd, "initial ramdisk");
   run->add_option("--append", config.append, "kernel command line");
   run->add_option("--memory", config.memory_mib, "guest memory in MiB")->capture_default_str();

@@ -420,6 +420,24 @@ def kernel_image_seeds():
     write("kernel_image", "no_magic", kernel_header(magic2=b"RSC\x04", size=128))
     write("kernel_image", "elf", b"\x7fELF\x02\x01\x01" + bytes(57))
     write("kernel_image", "truncated", kernel_header()[:40])
+    # ELF payloads for parse_payload (a firmware's next stage, e.g. U-Boot's uboot.elf).
+    write("kernel_image", "elf_payload", elf_payload())
+    write("kernel_image", "elf_two_segments", elf_payload(segments=((0x80200000, 64, 128), (0x80300000, 32, 4096))))
+    write("kernel_image", "elf_outside", elf_payload(segments=((0x70000000, 64, 64),)))
+    write("kernel_image", "elf_entry_unloaded", elf_payload(entry=0x90000000))
+
+
+def elf_payload(entry=0x80200000, segments=((0x80200000, 64, 64),)):
+    """An ELF64 RISC-V executable: header, program headers, then each segment's bytes."""
+    phoff, n = 64, len(segments)
+    h = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
+    h += struct.pack("<HHIQQQIHHHHHH", 2, 243, 1, entry, phoff, 0, 0, 64, 56, n, 64, 0, 0)
+    off = phoff + 56 * n
+    ph, body = b"", b""
+    for addr, filesz, memsz in segments:
+        ph += struct.pack("<IIQQQQQQ", 1, 7, off + len(body), addr, addr, filesz, memsz, 0x1000)
+        body += bytes((i * 7) & 0xFF for i in range(filesz))
+    return h + ph + body
 
 
 XL_FULL = r'''# A domain that sets every key Vigil knows.

@@ -28,6 +28,8 @@ PKGS=(
   dwarves
   # peers and oracles
   qemu-system-misc qemu-user-static opensbi
+  # boot paths (issue 14): U-Boot in S-mode, and sfdisk for the distro-style boot disk
+  u-boot-qemu fdisk
   # tests: ext2 images the guest writes, checked from the host; libFuzzer for fuzz/
   e2fsprogs python3 libclang-rt-14-dev
 )

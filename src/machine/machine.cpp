@@ -156,15 +156,31 @@ Result<void> Machine::load() {
 
   auto kernel_bytes = read_image_file(m_config.kernel, "kernel", m_ram_size);
   if (!kernel_bytes) return std::unexpected(kernel_bytes.error());
-  auto kernel = parse_kernel_image(std::move(*kernel_bytes), m_config.kernel);
-  if (!kernel) return std::unexpected(kernel.error());
   const uint64_t kernel_addr = layout::kRamBase + layout::kKernelOffset;
-  const uint64_t kernel_end = kernel_addr + kernel->image_size;
-  if (kernel_end > dtb_addr) {
-    return make_error("kernel '{}' needs {} MiB but the guest has only {} MiB of memory", m_config.kernel,
-                      (kernel->image_size + layout::kKernelOffset + layout::kTopReserve) >> 20, m_config.memory_mib);
+  uint64_t kernel_end = 0;
+  uint64_t next_addr = kernel_addr;  // where the firmware hands over
+  if (!m_config.firmware.empty() && !is_linux_image(*kernel_bytes)) {
+    // With firmware, the next stage may be any S-mode payload (U-Boot, a bare-metal
+    // program): a raw binary at the kernel address, or an ELF at its own addresses.
+    auto payload = parse_payload(*kernel_bytes, m_config.kernel, kernel_addr, kernel_addr, dtb_addr);
+    if (!payload) return std::unexpected(payload.error());
+    for (const PayloadSegment& seg : payload->segments) {
+      uint8_t* dst = m_memory->ptr(seg.addr);
+      std::memcpy(dst, kernel_bytes->data() + seg.file_offset, seg.file_size);
+      std::memset(dst + seg.file_size, 0, seg.mem_size - seg.file_size);
+      kernel_end = std::max(kernel_end, seg.addr + seg.mem_size);
+    }
+    next_addr = payload->entry;
+  } else {
+    auto kernel = parse_kernel_image(std::move(*kernel_bytes), m_config.kernel);
+    if (!kernel) return std::unexpected(kernel.error());
+    kernel_end = kernel_addr + kernel->image_size;
+    if (kernel_end > dtb_addr) {
+      return make_error("kernel '{}' needs {} MiB but the guest has only {} MiB of memory", m_config.kernel,
+                        (kernel->image_size + layout::kKernelOffset + layout::kTopReserve) >> 20, m_config.memory_mib);
+    }
+    std::memcpy(m_memory->ptr(kernel_addr), kernel->bytes.data(), kernel->bytes.size());
   }
-  std::memcpy(m_memory->ptr(kernel_addr), kernel->bytes.data(), kernel->bytes.size());
 
   FdtParams fdt{.ram_base = layout::kRamBase, .ram_size = m_ram_size, .harts = m_config.vcpus,
                 .bootargs = m_config.append, .virtio_slots = static_cast<unsigned>(m_virtio.size())};
@@ -202,7 +218,7 @@ Result<void> Machine::load() {
                         m_config.firmware);
     }
     std::memcpy(m_memory->ptr(layout::kRamBase), fw->data(), fw->size());
-    const uint64_t info[6] = {kFwDynamicMagic, kFwDynamicVersion, kernel_addr, kFwDynamicNextModeS, 0, ~0ull};
+    const uint64_t info[6] = {kFwDynamicMagic, kFwDynamicVersion, next_addr, kFwDynamicNextModeS, 0, ~0ull};
     std::memcpy(m_memory->ptr(fw_info_addr), info, sizeof(info));
     // All harts enter the firmware together, as after a platform reset (OpenSBI picks one).
     for (auto& h : m_harts) {

@@ -28,7 +28,10 @@ inline constexpr unsigned kMip = 0x344;
 inline constexpr unsigned kPmpcfg0 = 0x3a0, kPmpcfg15 = 0x3af, kPmpaddr0 = 0x3b0, kPmpaddr63 = 0x3ef;
 inline constexpr unsigned kMcycle = 0xb00, kMinstret = 0xb02;
 inline constexpr unsigned kMhpmcounter3 = 0xb03, kMhpmcounter31 = 0xb1f;
-inline constexpr unsigned kTselect = 0x7a0;
+// Debug triggers (Sdtrig, debug spec 5.7): this hart has none, in the hard-wired form the
+// specification allows, so firmware and debuggers that probe find zero triggers instead of
+// taking an illegal-instruction trap.
+inline constexpr unsigned kTselect = 0x7a0, kTdata1 = 0x7a1, kTdata2 = 0x7a2, kTdata3 = 0x7a3, kTinfo = 0x7a4;
 }  // namespace csr
 
 // mstatus fields (privileged spec 3.1.6).

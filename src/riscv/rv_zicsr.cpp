@@ -116,6 +116,10 @@ bool Hart::csr_read(unsigned num, uint64_t& value) {
     case kMtval: value = m_mtval; return true;
     case kMip: value = mip(); return true;
     case kMcycle: case kMinstret: value = instret(); return true;
+    // No triggers: tselect holds only 0, tdata1 says "no trigger at this tselect" (type 0),
+    // tdata2/3 read 0, and tinfo lists type 0 as the only one supported.
+    case kTselect: case kTdata1: case kTdata2: case kTdata3: value = 0; return true;
+    case kTinfo: value = 1; return true;
     default: break;
   }
   if (num >= kMhpmcounter3 && num <= kMhpmcounter31) { value = 0; return true; }
@@ -196,6 +200,7 @@ bool Hart::csr_write_unwatched(unsigned num, uint64_t value) {
     }
     case kMstatus: set_mstatus(value); return true;
     case kMisa: return true;  // WARL, fixed
+    case kTselect: case kTdata1: case kTdata2: case kTdata3: case kTinfo: return true;  // no triggers: writes ignored
     case kMedeleg: m_medeleg = value & kMedelegWritable; return true;
     case kMideleg: m_mideleg = value & irq::kSMask; end_slice(); return true;
     case kMie: m_mie = value & irq::kAll; end_slice(); return true;

@@ -89,6 +89,37 @@ TEST_F(CsrTest, NonexistentCsrIsIllegal) {
   expect_illegal(csrr(kA0, 0x3a1));  // pmpcfg1 does not exist on RV64
 }
 
+// ---- debug triggers (debug spec 5.7, Sdtrig): hard-wired to none ----
+
+TEST_F(CsrTest, TriggerCsrsReportNoTriggersFromM) {
+  // A debugger or firmware probes: write tselect, read it back, read tdata1's type.
+  h().x[kA1] = 3;
+  ASSERT_TRUE(run_csr(csrrw(kZero, csr::kTselect, kA1)));
+  h().x[kA0] = 0xdead;
+  ASSERT_TRUE(run_csr(csrr(kA0, csr::kTselect)));
+  EXPECT_EQ(h().x[kA0], 0u) << "tselect is WARL: only index 0 exists";
+  h().x[kA1] = (2ull << 60) | (1 << 2) | (1 << 6);  // an mcontrol execute trigger in M-mode
+  for (unsigned c : {csr::kTdata1, csr::kTdata2, csr::kTdata3}) {
+    ASSERT_TRUE(run_csr(csrrw(kA0, c, kA1))) << std::hex << c;
+    EXPECT_EQ(h().x[kA0], 0u) << std::hex << c;
+    ASSERT_TRUE(run_csr(csrr(kA0, c))) << std::hex << c;
+    EXPECT_EQ(h().x[kA0], 0u) << "writes are ignored: " << std::hex << c;
+  }
+  EXPECT_EQ(h().x[kA0] >> 60, 0u) << "tdata1.type 0: no trigger at this tselect";
+  ASSERT_TRUE(run_csr(csrr(kA0, csr::kTinfo)));
+  EXPECT_EQ(h().x[kA0], 1u) << "tinfo: only type 0 (none) is supported";
+  ASSERT_TRUE(run_csr(csrrw(kZero, csr::kTinfo, kA1)));
+  EXPECT_EQ(get_csr(csr::kTinfo), 1u);
+}
+
+TEST_F(CsrTest, TriggerCsrsAreMachineOnly) {
+  for (unsigned c : {csr::kTselect, csr::kTdata1, csr::kTdata2, csr::kTdata3, csr::kTinfo}) {
+    set_priv(Priv::S);
+    expect_illegal(csrr(kA0, c));
+  }
+  expect_illegal(csrr(kA0, 0x7a5));  // tcontrol is not implemented
+}
+
 TEST_F(CsrTest, IllegalCsrAccessLeavesRdUnchanged) {
   h().x[kA0] = 0xabc;
   set_priv(Priv::S);
