@@ -8,6 +8,7 @@
 #include "riscv/jit.h"
 #include "hv/domain_manager.h"
 #include "toolstack/api.h"
+#include "toolstack/metrics.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"vigild: the Vigil hypervisor daemon"};
@@ -15,6 +16,10 @@ int main(int argc, char** argv) {
   unsigned workers = 0;
   app.add_option("--socket", socket, "control socket path")->capture_default_str();
   app.add_option("--workers", workers, "host worker threads for vCPUs (0 = one per host core)");
+  std::string metrics;
+  app.add_option("--metrics", metrics,
+                 "serve Prometheus metrics over HTTP at [ADDR:]PORT/metrics (ADDR defaults to 127.0.0.1; "
+                 "PORT 0 picks a free port, printed at startup)");
   bool no_sandbox = false;
   app.add_flag("--no-sandbox", no_sandbox,
                "run without the per-thread seccomp filters (for kernels without seccomp or debugging)");
@@ -46,10 +51,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vigild: %s\n", r.error().message.c_str());
     return 1;
   }
+  vigil::toolstack::MetricsServer metrics_server(manager);
+  if (!metrics.empty()) {
+    auto where = vigil::toolstack::parse_listen_address(metrics);
+    if (!where) {
+      std::fprintf(stderr, "vigild: %s\n", where.error().message.c_str());
+      return 1;
+    }
+    if (auto r = metrics_server.start(*where); !r) {
+      std::fprintf(stderr, "vigild: %s\n", r.error().message.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "vigild: metrics on http://%s:%d/metrics\n", where->host.c_str(), metrics_server.port());
+  }
   std::fprintf(stderr, "vigild: serving %s with %u worker(s)\n", socket.c_str(), manager.scheduler().workers());
   int sig = 0;
   sigwait(&set, &sig);
   std::fprintf(stderr, "vigild: signal %d, destroying domains and exiting\n", sig);
+  metrics_server.stop();
   server.stop();
   return 0;
 }

@@ -32,6 +32,12 @@ PKGS=(
   u-boot-qemu fdisk
   # tests: ext2 images the guest writes, checked from the host; libFuzzer for fuzz/
   e2fsprogs python3 libclang-rt-14-dev
+  # metrics (issue 13): cpp-httplib serves /metrics; a real Prometheus (and promtool) scrapes it in tests
+  libcpp-httplib-dev zlib1g-dev libbrotli-dev prometheus
+  # vTPM (issue 9): swtpm per domain and as the tests' stand-in host TPM, tpm2-tss to seal state keys
+  swtpm swtpm-tools libtpms-dev libtss2-dev tpm2-tools
+  # debugging (issue 13): a real gdb against the GDB stub
+  gdb-multiarch
 )
 missing=()
 for p in "${PKGS[@]}"; do

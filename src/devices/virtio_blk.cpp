@@ -190,6 +190,12 @@ void VirtioBlk::process_queue(unsigned, Virtqueue& vq) {
   set_budget_spent();  // anything still in the ring waits for refill_budget()
 }
 
+VirtioBlk::Stats VirtioBlk::stats() const {
+  constexpr auto relaxed = std::memory_order_relaxed;
+  return Stats{m_stats.read_ops.load(relaxed),  m_stats.read_bytes.load(relaxed), m_stats.write_ops.load(relaxed),
+               m_stats.write_bytes.load(relaxed), m_stats.flush_ops.load(relaxed), m_stats.errors.load(relaxed)};
+}
+
 void VirtioBlk::refill_budget() {
   m_budget = kSliceBudgetBytes;
   VirtioDevice::refill_budget();
@@ -207,15 +213,21 @@ uint32_t VirtioBlk::serve(const DescriptorChain& chain) {
     const uint32_t type = load_le32(&header[0]);
     const uint64_t sector = load_le64(&header[8]);
     const uint64_t out_len = chain.readable_len() - kHeaderSize;  // readable bytes after header
+    constexpr auto relaxed = std::memory_order_relaxed;
     switch (type) {
       case kTypeIn:
         status = do_read(chain, sector, in_len, written);
+        m_stats.read_ops.fetch_add(1, relaxed);
+        if (status == kStatusOk) m_stats.read_bytes.fetch_add(written, relaxed);
         break;
       case kTypeOut:
         status = do_write(chain, sector, out_len);
+        m_stats.write_ops.fetch_add(1, relaxed);
+        if (status == kStatusOk) m_stats.write_bytes.fetch_add(out_len, relaxed);
         break;
       case kTypeFlush:
         status = do_flush();
+        m_stats.flush_ops.fetch_add(1, relaxed);
         break;
       case kTypeGetId:
         status = do_get_id(chain, in_len, written);
@@ -228,6 +240,7 @@ uint32_t VirtioBlk::serve(const DescriptorChain& chain) {
         break;
     }
   }
+  if (status != kStatusOk) m_stats.errors.fetch_add(1, std::memory_order_relaxed);
   if (!chain.write(in_len, &status, 1)) return static_cast<uint32_t>(written);
   return static_cast<uint32_t>(written + 1);
 }

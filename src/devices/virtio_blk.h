@@ -18,6 +18,7 @@
 // Vigil processes cannot write one disk at once.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -44,6 +45,15 @@ class VirtioBlk final : public VirtioDevice {
 
   uint64_t capacity_sectors() const { return m_capacity; }
   bool read_only() const { return m_read_only; }
+
+  // Requests served since the device was created (for metrics); any thread.
+  struct Stats {
+    uint64_t read_ops = 0, read_bytes = 0;
+    uint64_t write_ops = 0, write_bytes = 0;
+    uint64_t flush_ops = 0;
+    uint64_t errors = 0;  // requests answered with an error status
+  };
+  Stats stats() const;
 
   // VirtioDevice
   std::string_view name() const override { return "virtio-blk"; }
@@ -77,6 +87,10 @@ class VirtioBlk final : public VirtioDevice {
   const uint64_t m_capacity;  // in sectors
   const bool m_read_only;
   const std::string m_serial;
+  // Written by the thread serving the queue, read by metrics: relaxed atomics suffice.
+  struct AtomicStats {
+    std::atomic<uint64_t> read_ops{0}, read_bytes{0}, write_ops{0}, write_bytes{0}, flush_ops{0}, errors{0};
+  } m_stats;
   uint64_t m_features = 0;        // negotiated; 0 until FEATURES_OK
   int64_t m_budget;               // bytes still to serve in this vCPU slice (VirtioDevice)
   std::vector<uint8_t> m_bounce;  // host-side staging for data between file and guest

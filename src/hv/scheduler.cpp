@@ -139,6 +139,7 @@ std::vector<Scheduler::VcpuInfo> Scheduler::vcpu_info(uint32_t domid) {
   const Dom& d = *it->second;
   for (const Vcpu& v : d.vcpus) {
     VcpuInfo info{v.index, v.worker, "", static_cast<double>(v.cpu_ns) / 1e9, {}};
+    info.credit_seconds = static_cast<double>(v.credit_ns) / 1e9;
     switch (v.state) {
       case VcpuState::kRunning: info.state = "running"; break;
       case VcpuState::kRunnable: info.state = d.paused ? "paused" : "runnable"; break;

@@ -71,6 +71,7 @@ class Scheduler {
     double cpu_seconds;
     std::vector<unsigned> affinity;  // empty = any
     uint64_t translated_blocks = 0;  // blocks of guest code translated to host code so far
+    double credit_seconds = 0;       // scheduler credit now (negative: in debt)
   };
   std::vector<VcpuInfo> vcpu_info(uint32_t domid);
   double cpu_seconds(uint32_t domid);

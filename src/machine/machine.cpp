@@ -491,4 +491,20 @@ int64_t Machine::hart_status(unsigned hart) {
   return hart < m_harts.size() ? static_cast<int64_t>(m_hsm[hart].state.load()) : kSbiErrInvalidParam;
 }
 
+std::vector<devices::VirtioBlk::Stats> Machine::disk_stats() const {
+  std::vector<devices::VirtioBlk::Stats> out;
+  for (const auto& d : m_virtio_backends) {
+    if (const auto* blk = dynamic_cast<const devices::VirtioBlk*>(d.get())) out.push_back(blk->stats());
+  }
+  return out;
+}
+
+std::vector<devices::VirtioNet::Stats> Machine::nic_stats() const {
+  std::vector<devices::VirtioNet::Stats> out;
+  for (const auto& d : m_virtio_backends) {
+    if (const auto* net = dynamic_cast<const devices::VirtioNet*>(d.get())) out.push_back(net->stats());
+  }
+  return out;
+}
+
 }  // namespace vigil::machine

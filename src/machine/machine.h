@@ -21,7 +21,9 @@
 #include "devices/plic.h"
 #include "devices/sifive_test.h"
 #include "devices/uart16550.h"
+#include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_net.h"
 #include "devices/virtio_mmio.h"
 #include "machine/bus.h"
 #include "machine/guest_dma.h"
@@ -101,6 +103,10 @@ class Machine final : public riscv::Platform,
   void resume_clock();
   // Host console input (from any thread): goes to the UART and the SBI console.
   void console_input(const uint8_t* data, size_t len);
+
+  // Per-device counters for metrics, in slot order (disks, then NICs); any thread.
+  std::vector<devices::VirtioBlk::Stats> disk_stats() const;
+  std::vector<devices::VirtioNet::Stats> nic_stats() const;
 
   riscv::Hart& hart(unsigned id) override { return *m_harts.at(id); }
   unsigned hart_count() const override { return static_cast<unsigned>(m_harts.size()); }

@@ -483,6 +483,32 @@ Json list_sessions(hv::DomainManager& m, const Json& req) {
 
 }  // namespace
 
+std::vector<MonitorTotals> monitor_totals(hv::DomainManager& m) {
+  std::vector<std::pair<uint32_t, std::shared_ptr<DomainMonitors>>> doms;
+  {
+    std::lock_guard lock(registry().mutex);
+    for (const auto& [id, dm] : registry().domains)
+      if (dm->dom == m.get(id)) doms.emplace_back(id, dm);
+  }
+  std::vector<MonitorTotals> out;
+  for (const auto& [id, dm] : doms) {
+    MonitorTotals t{.domain = id};
+    std::lock_guard lock(dm->mutex);
+    for (const auto& s : dm->sessions) {
+      if (auto live = s->session.lock()) {
+        t.events += live->monitor().delivered();
+        t.lost += live->lost();
+        t.connected += s->state == "connected";
+      } else {
+        t.events += s->events;
+        t.lost += s->lost;
+      }
+    }
+    out.push_back(t);
+  }
+  return out;
+}
+
 std::optional<Json> handle_monitor_request(hv::DomainManager& manager, const std::string& op,
                                            const Json& req) {
   if (op == "monitor-open") return open_session(manager, req);

@@ -29,6 +29,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "hv/domain_manager.h"
 #include "toolstack/api.h"
@@ -40,5 +41,14 @@ inline constexpr auto kAcceptTimeout = std::chrono::seconds(10);
 // The answer if `op` is a monitor verb, nullopt otherwise.
 std::optional<Json> handle_monitor_request(hv::DomainManager& manager, const std::string& op,
                                            const Json& req);
+
+// vm_event counts of one domain over all its monitor sessions, live and closed (metrics).
+struct MonitorTotals {
+  uint32_t domain = 0;
+  uint64_t events = 0;        // events delivered to monitors
+  uint64_t lost = 0;          // asynchronous events dropped because a monitor did not keep up
+  unsigned connected = 0;     // sessions with a client now
+};
+std::vector<MonitorTotals> monitor_totals(hv::DomainManager& manager);
 
 }  // namespace vigil::toolstack

@@ -16,10 +16,10 @@ VIGILD = os.path.join(os.path.dirname(VIGIL), "vigild")
 
 
 class Vigild:
-    def __init__(self, workers=None):
+    def __init__(self, workers=None, extra_args=()):
         self.dir = tempfile.TemporaryDirectory()
         self.sock = os.path.join(self.dir.name, "vigild.sock")
-        args = [VIGILD, "--socket", self.sock]
+        args = [VIGILD, "--socket", self.sock, *extra_args]
         if workers:
             args += ["--workers", str(workers)]
         self.log = open(os.path.join(self.dir.name, "vigild.log"), "w+")
