@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "machine/fdt.h"
@@ -105,6 +106,12 @@ Result<void> Machine::build() {
                  m_bus.add(layout::kUartBase, layout::kUartSize, m_uart.get())}) {
     if (!r) return r;
   }
+  if (m_config.tpm) {
+    m_tpm = std::make_unique<devices::TpmTis>(m_config.tpm, [](const std::string& line) {
+      std::fprintf(stderr, "vigil: %s\n", line.c_str());
+    });
+    if (auto r = m_bus.add(layout::kTpmBase, layout::kTpmSize, m_tpm.get()); !r) return r;
+  }
   // virtio-mmio devices fill slots 0.. in order: disks, NICs, the entropy source, the console.
   m_dma = std::make_unique<GuestDma>(*m_memory);
   for (const DiskSpec& disk : m_config.disks) {
@@ -183,7 +190,8 @@ Result<void> Machine::load() {
   }
 
   FdtParams fdt{.ram_base = layout::kRamBase, .ram_size = m_ram_size, .harts = m_config.vcpus,
-                .bootargs = m_config.append, .virtio_slots = static_cast<unsigned>(m_virtio.size())};
+                .bootargs = m_config.append, .virtio_slots = static_cast<unsigned>(m_virtio.size()),
+                .tpm = m_tpm != nullptr};
   if (!m_config.initrd.empty()) {
     auto initrd = read_image_file(m_config.initrd, "initrd", dtb_addr - kernel_end);
     if (!initrd) return std::unexpected(initrd.error());
