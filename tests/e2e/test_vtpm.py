@@ -1,13 +1,24 @@
 """vTPM 2.0 (issue 9): a booted guest with `vigil run --vtpm DIR` sees a TPM 2.0 on the TIS
 interface, backed by its own swtpm process."""
+import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest import GuestTestCase, boot  # noqa: E402
+from guest import GuestTestCase, boot, guest_dir  # noqa: E402
+
+
+def extend(pcr, data):
+    return hashlib.sha256(pcr + hashlib.sha256(data).digest()).digest()
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 @unittest.skipIf(shutil.which("swtpm") is None, "swtpm is not installed (scripts/install-deps.sh)")
@@ -31,11 +42,31 @@ class Vtpm(GuestTestCase):
         self.assertIn("/dev/tpm0", out)
         self.assertIn("/dev/tpmrm0", out)
         self.assertIn("major=2", out)
-        # Nothing measured into these PCRs yet: SHA-256 banks read all zeros after TPM2_Startup.
+        # Nothing is measured into these PCRs without --firmware: all zeros after TPM2_Startup.
         for i in (0, 7, 16):
             self.assertIn(f"pcr{i}=" + "0" * 64, out)
         self.assertTrue(os.path.isfile(os.path.join(self.state, "tpm2-00.permall")),
                         os.listdir(self.state))
+
+    def test_measured_boot_pcrs_match_host_digests(self):
+        r = boot("for i in 1 8 9; do echo pcr$i=$(cat /sys/class/tpm/tpm0/pcr-sha256/$i); done; "
+                 "echo fdt=$(sha256sum /sys/firmware/fdt); cat /proc/cmdline",
+                 extra_args=["--vtpm", self.state], timeout=180)
+        self.assertBooted(r)
+        out = r.command_output()
+        pcrs = {int(m.group(1)): bytes.fromhex(m.group(2)) for m in re.finditer(r"pcr(\d+)=([0-9A-Fa-f]{64})", out)}
+        self.assertEqual(sorted(pcrs), [1, 8, 9], out)
+        zero = bytes(32)
+        g = guest_dir()
+        self.assertEqual(pcrs[8].hex(), extend(zero, read(os.path.join(g, "Image"))).hex(), "PCR 8 = kernel")
+        self.assertEqual(pcrs[9].hex(), extend(zero, read(os.path.join(g, "initramfs.cpio.gz"))).hex(), "PCR 9 = initrd")
+        # PCR 1: the DTB the guest got (its sha256, from /sys/firmware/fdt), then the bootargs.
+        fdt = re.search(r"fdt=([0-9a-f]{64})", out).group(1)
+        bootargs = out.strip().split("\n")[-1].strip()
+        self.assertIn("vigil.cmd=", bootargs)
+        pcr1 = hashlib.sha256(hashlib.sha256(zero + bytes.fromhex(fdt)).digest() +
+                              hashlib.sha256(bootargs.encode()).digest()).digest()
+        self.assertEqual(pcrs[1].hex(), pcr1.hex(), "PCR 1 = DTB, then bootargs")
 
     def test_missing_swtpm_is_a_clear_error(self):
         env_path = os.environ.get("PATH", "")
