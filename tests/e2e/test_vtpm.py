@@ -4,12 +4,15 @@ import hashlib
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
+import time
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest import GuestTestCase, boot, guest_dir  # noqa: E402
+from guest import VIGIL, GuestTestCase, boot, guest_dir  # noqa: E402
 
 
 def extend(pcr, data):
@@ -67,6 +70,56 @@ class Vtpm(GuestTestCase):
         pcr1 = hashlib.sha256(hashlib.sha256(zero + bytes.fromhex(fdt)).digest() +
                               hashlib.sha256(bootargs.encode()).digest()).digest()
         self.assertEqual(pcrs[1].hex(), pcr1.hex(), "PCR 1 = DTB, then bootargs")
+
+    def test_guest_program_gets_random_bytes_and_reads_pcrs_through_tpmrm0(self):
+        r = boot("vtest-tpm2 /dev/tpmrm0 getrandom 16; vtest-tpm2 /dev/tpmrm0 getrandom 16; "
+                 "vtest-tpm2 /dev/tpmrm0 pcrread 8; vtest-tpm2 /dev/tpmrm0 pcrread 16",
+                 extra_args=["--vtpm", self.state], timeout=180)
+        self.assertBooted(r)
+        out = r.command_output()
+        randoms = re.findall(r"VTEST-TPM random rc=0x0 ([0-9a-f]{32})\n", out)
+        self.assertEqual(len(randoms), 2, out)
+        self.assertNotEqual(randoms[0], randoms[1])
+        pcr8 = re.search(r"VTEST-TPM pcr 8 rc=0x0 ([0-9a-f]{64})", out).group(1)
+        self.assertEqual(pcr8, extend(bytes(32), read(os.path.join(guest_dir(), "Image"))).hex())
+        self.assertIn("VTEST-TPM pcr 16 rc=0x0 " + "0" * 64, out)
+
+    def test_killed_tpm_process_gives_guest_errors_not_a_hang(self):
+        g = guest_dir()
+        cmd = ("vtest-tpm2 /dev/tpmrm0 getrandom 8; sleep 4; vtest-tpm2 /dev/tpmrm0 getrandom 8; "
+               "vtest-tpm2 /dev/tpm0 getrandom 8; echo guest-still-running")
+        proc = subprocess.Popen([VIGIL, "run", "--kernel", os.path.join(g, "Image"),
+                                 "--initrd", os.path.join(g, "initramfs.cpio.gz"),
+                                 "--append", f"console=ttyS0 quiet vigil.cmd={cmd}",
+                                 "--vtpm", self.state, "--timeout", "120"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out = b""
+        try:
+            while b"VTEST-TPM random rc=0x0" not in out:
+                line = proc.stdout.readline()
+                self.assertTrue(line, "guest ended before its first TPM command: " + out.decode(errors="replace"))
+                out += line
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                children = [int(p) for p in f.read().split()]
+            self.assertEqual(len(children), 1, "one swtpm process per vTPM")
+            with open(f"/proc/{children[0]}/comm") as f:
+                self.assertEqual(f.read().strip(), "swtpm")
+            os.kill(children[0], signal.SIGKILL)
+            t0 = time.monotonic()
+            rest, err = proc.communicate(timeout=150)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out = (out + rest).decode(errors="replace")
+        err = err.decode(errors="replace")
+        self.assertEqual(proc.returncode, 0, err + out[-3000:])
+        self.assertIn("guest-still-running", out)
+        self.assertLess(time.monotonic() - t0, 60, "the guest's TPM commands must fail promptly")
+        self.assertEqual(out.count("VTEST-TPM random rc=0x0"), 1, out)
+        self.assertGreaterEqual(out.count("VTEST-TPM error"), 2, out)
+        self.assertRegex(err, rf"swtpm \(pid {children[0]}\) of vTPM '.*' failed a guest command \(.*killed by signal 9")
+        self.assertEqual(len(re.findall(r"failed a guest command", err)), 1, "one log line, not one per command")
 
     def test_missing_swtpm_is_a_clear_error(self):
         env_path = os.environ.get("PATH", "")
