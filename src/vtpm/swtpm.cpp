@@ -1,6 +1,7 @@
 #include "vtpm/swtpm.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -24,6 +25,27 @@ constexpr int kChildCtrl = 4;  // the fd swtpm finds its control channel on
 constexpr uint32_t kCmdSetDatafd = 0x10;  // hands swtpm its data channel (SCM_RIGHTS), as QEMU does
 constexpr size_t kMaxResponse = 4096;
 constexpr unsigned kStartTimeoutMs = 5000;
+// Run as root, vigild gives each vTPM's swtpm a uid (and gid) of its own from this range,
+// owning only its state directory (0700): the process cannot read or write another
+// domain's state or anything else not world-accessible. The uid is the state directory's
+// owner once assigned, so it is stable across restarts.
+constexpr uid_t kUidBase = 0x5654'0000, kUidCount = 0x1'0000;
+
+Result<uid_t> state_owner(const std::string& dir) {
+  struct stat st{};
+  if (::stat(dir.c_str(), &st) != 0) return make_error("cannot stat vTPM state directory '{}': {}", dir, std::strerror(errno));
+  if (st.st_uid >= kUidBase && st.st_uid < kUidBase + kUidCount) return st.st_uid;
+  uint16_t r = 0;
+  if (::getentropy(&r, sizeof(r)) != 0) return make_error("getentropy failed: {}", std::strerror(errno));
+  const uid_t uid = kUidBase + r;
+  // Existing state files (created by an earlier unprivileged run) change owner with the directory.
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) ::chown(e.path().c_str(), uid, uid);
+  if (::chown(dir.c_str(), uid, uid) != 0) {
+    return make_error("cannot give vTPM state directory '{}' to uid {}: {}", dir, uid, std::strerror(errno));
+  }
+  return uid;
+}
 
 std::string find_program(const std::string& name) {
   if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : "";
@@ -55,6 +77,12 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
   std::filesystem::create_directories(options.state_dir, ec);
   if (ec) return make_error("cannot create vTPM state directory '{}': {}", options.state_dir, ec.message());
   ::chmod(options.state_dir.c_str(), 0700);
+  uid_t uid = 0;
+  if (::geteuid() == 0) {
+    auto owner = state_owner(options.state_dir);
+    if (!owner) return std::unexpected(owner.error());
+    uid = *owner;
+  }
   const std::string program = find_program(options.program);
   if (program.empty()) return make_error("cannot find '{}' for the vTPM (install Debian's swtpm package)", options.program);
 
@@ -67,7 +95,9 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
     return make_error("cannot create the vTPM control socket: {}", std::strerror(errno));
   }
   std::vector<std::string> args = {program, "socket", "--tpm2",
-                                   "--tpmstate", "dir=" + options.state_dir + ",mode=0600",
+                                   // Relative: the child enters the directory before it drops root, so the
+                                   // swtpm uid needs no search permission on the directories above it.
+                                   "--tpmstate", std::string("dir=") + (uid != 0 ? "." : options.state_dir) + ",mode=0600",
                                    "--ctrl", fmt::format("type=unixio,clientfd={}", kChildCtrl),
                                    "--flags", "not-need-init,startup-clear",
                                    "--seccomp", "action=kill"};
@@ -89,6 +119,9 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
     if (::dup2(ctrl[1], kChildCtrl) < 0) ::_exit(127);
     ::close_range(kChildCtrl + 1, ~0u, 0);
     ::close_range(0, 0, 0);  // stdin: swtpm reads nothing from the terminal
+    if (uid != 0 && (::chdir(options.state_dir.c_str()) != 0 || ::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)) {
+      ::_exit(126);
+    }
     ::execv(program.c_str(), argv.data());
     ::_exit(127);
   }

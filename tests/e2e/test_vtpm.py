@@ -104,6 +104,14 @@ class Vtpm(GuestTestCase):
             self.assertEqual(len(children), 1, "one swtpm process per vTPM")
             with open(f"/proc/{children[0]}/comm") as f:
                 self.assertEqual(f.read().strip(), "swtpm")
+            if os.geteuid() == 0:
+                # Run as root, vigil gives the swtpm the uid owning its state directory, not root.
+                with open(f"/proc/{children[0]}/status") as f:
+                    uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", f.read(), re.M).groups()
+                owner = os.stat(self.state).st_uid
+                self.assertNotEqual(owner, 0)
+                self.assertEqual(uids, (str(owner),) * 3)
+                self.assertEqual(os.stat(self.state).st_mode & 0o777, 0o700)
             os.kill(children[0], signal.SIGKILL)
             t0 = time.monotonic()
             rest, err = proc.communicate(timeout=150)
