@@ -18,6 +18,7 @@
 #include "cli_monitor.h"
 #include "machine/machine.h"
 #include "toolstack/api.h"
+#include "vtpm/swtpm.h"
 
 namespace {
 
@@ -184,6 +185,8 @@ int main(int argc, char** argv) {
   run->add_option("--net", nets, "virtio-net NIC: user (libslirp: guest 10.0.2.15, host 10.0.2.2) or tap=IFNAME (repeatable)");
   run->add_option("--hostfwd", hostfwds, "forward host TCP port to the first user NIC: HOSTPORT:GUESTPORT (repeatable)");
   run->add_flag("--virtio-console", config.virtio_console, "add a virtio-console (the guest's /dev/hvc1) on the console");
+  std::string vtpm_dir;
+  run->add_option("--vtpm", vtpm_dir, "add a TPM 2.0 (TIS) backed by a swtpm process keeping its state in DIR");
   bool no_sandbox = false;
   run->add_flag("--no-sandbox", no_sandbox, "run the network I/O thread without its seccomp filter");
 
@@ -257,6 +260,14 @@ int main(int argc, char** argv) {
   if (*run) {
     vigil::sandbox::set_enabled(!no_sandbox);
     vigil::riscv::JitPool::instance();  // before any thread is sandboxed (see jit.h)
+    if (!vtpm_dir.empty()) {
+      auto tpm = vigil::vtpm::Swtpm::start({.state_dir = vtpm_dir, .label = vtpm_dir});
+      if (!tpm) {
+        std::fprintf(stderr, "vigil: %s\n", tpm.error().message.c_str());
+        return kExitHostError;
+      }
+      config.tpm = std::move(*tpm);
+    }
     return run_command(config, timeout_s);
   }
   if (*create) {

@@ -153,6 +153,13 @@ Result<std::vector<uint8_t>> build_fdt(const FdtParams& p) {
     w.u32("interrupts", layout::kVirtioIrqBase + i);
     w.end();
   }
+  if (p.tpm) {
+    // As QEMU's sysbus TIS describes itself: no interrupt, so Linux's tpm_tis polls.
+    w.begin(node_name("tpm", layout::kTpmBase).c_str());
+    w.str("compatible", "tcg,tpm-tis-mmio");
+    w.reg(layout::kTpmBase, layout::kTpmSize);
+    w.end();
+  }
   w.end();  // soc
 
   w.begin("poweroff");

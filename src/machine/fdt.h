@@ -17,6 +17,7 @@ struct FdtParams {
   std::string bootargs;
   uint64_t initrd_start = 0, initrd_end = 0;  // both 0: no initrd
   unsigned virtio_slots = 0;                  // virtio-mmio nodes to describe
+  bool tpm = false;                           // a TPM TIS node (tcg,tpm-tis-mmio)
 };
 
 Result<std::vector<uint8_t>> build_fdt(const FdtParams& p);

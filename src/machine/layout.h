@@ -11,6 +11,8 @@
 //               | NS16550A UART           |  256 B   PLIC source 10
 //   0x1000_1000 +-------------------------+
 //               | virtio-mmio slots 0..7  |  4 KiB each, PLIC sources 1..8
+//   0x1010_0000 +-------------------------+
+//               | TPM TIS (with a vTPM)   |  5 x 4 KiB localities, polled, no IRQ
 //   0x8000_0000 +-------------------------+
 //               | RAM                     |  kernel at +2 MiB, firmware at +0,
 //               |                         |  initrd and DTB at the top
@@ -26,6 +28,7 @@ inline constexpr uint64_t kClintBase = 0x0200'0000, kClintSize = 0x1'0000;
 inline constexpr uint64_t kPlicBase = 0x0c00'0000, kPlicSize = 0x400'0000;
 inline constexpr uint64_t kUartBase = 0x1000'0000, kUartSize = 0x100;
 inline constexpr uint64_t kVirtioBase = 0x1000'1000, kVirtioSize = 0x1000, kVirtioSlots = 8;
+inline constexpr uint64_t kTpmBase = 0x1010'0000, kTpmSize = 0x5000;
 inline constexpr uint64_t kRamBase = 0x8000'0000;
 
 inline constexpr unsigned kUartIrq = 10;

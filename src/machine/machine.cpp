@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "machine/fdt.h"
@@ -12,6 +13,7 @@
 #include "devices/virtio_net.h"
 #include "devices/virtio_rng.h"
 #include "machine/loader.h"
+#include "machine/measured_boot.h"
 
 namespace vigil::machine {
 
@@ -105,6 +107,12 @@ Result<void> Machine::build() {
                  m_bus.add(layout::kUartBase, layout::kUartSize, m_uart.get())}) {
     if (!r) return r;
   }
+  if (m_config.tpm) {
+    m_tpm = std::make_unique<devices::TpmTis>(m_config.tpm, [](const std::string& line) {
+      std::fprintf(stderr, "vigil: %s\n", line.c_str());
+    });
+    if (auto r = m_bus.add(layout::kTpmBase, layout::kTpmSize, m_tpm.get()); !r) return r;
+  }
   // virtio-mmio devices fill slots 0.. in order: disks, NICs, the entropy source, the console.
   m_dma = std::make_unique<GuestDma>(*m_memory);
   for (const DiskSpec& disk : m_config.disks) {
@@ -156,6 +164,8 @@ Result<void> Machine::load() {
 
   auto kernel_bytes = read_image_file(m_config.kernel, "kernel", m_ram_size);
   if (!kernel_bytes) return std::unexpected(kernel_bytes.error());
+  std::vector<Measurement> measurements;  // extended into the vTPM before the first instruction
+  if (m_tpm) measurements.push_back(measure(8, "kernel", *kernel_bytes));
   const uint64_t kernel_addr = layout::kRamBase + layout::kKernelOffset;
   uint64_t kernel_end = 0;
   uint64_t next_addr = kernel_addr;  // where the firmware hands over
@@ -183,7 +193,8 @@ Result<void> Machine::load() {
   }
 
   FdtParams fdt{.ram_base = layout::kRamBase, .ram_size = m_ram_size, .harts = m_config.vcpus,
-                .bootargs = m_config.append, .virtio_slots = static_cast<unsigned>(m_virtio.size())};
+                .bootargs = m_config.append, .virtio_slots = static_cast<unsigned>(m_virtio.size()),
+                .tpm = m_tpm != nullptr};
   if (!m_config.initrd.empty()) {
     auto initrd = read_image_file(m_config.initrd, "initrd", dtb_addr - kernel_end);
     if (!initrd) return std::unexpected(initrd.error());
@@ -193,12 +204,18 @@ Result<void> Machine::load() {
                         m_config.initrd, initrd->size());
     }
     std::memcpy(m_memory->ptr(start), initrd->data(), initrd->size());
+    if (m_tpm) measurements.push_back(measure(9, "initrd", *initrd));
     fdt.initrd_start = start;
     fdt.initrd_end = start + initrd->size();
   }
   auto dtb = build_fdt(fdt);
   if (!dtb) return std::unexpected(dtb.error());
   std::memcpy(m_memory->ptr(dtb_addr), dtb->data(), dtb->size());
+  if (m_tpm) {
+    measurements.push_back(measure(1, "dtb", *dtb));
+    measurements.push_back(measure(1, "bootargs", std::span(reinterpret_cast<const uint8_t*>(m_config.append.data()),
+                                                             m_config.append.size())));
+  }
 
   if (m_config.firmware.empty()) {
     // Direct kernel boot: hart 0 starts in S-mode as if firmware had just handed over;
@@ -218,6 +235,7 @@ Result<void> Machine::load() {
                         m_config.firmware);
     }
     std::memcpy(m_memory->ptr(layout::kRamBase), fw->data(), fw->size());
+    if (m_tpm) measurements.insert(measurements.begin(), measure(0, "firmware", *fw));
     const uint64_t info[6] = {kFwDynamicMagic, kFwDynamicVersion, next_addr, kFwDynamicNextModeS, 0, ~0ull};
     std::memcpy(m_memory->ptr(fw_info_addr), info, sizeof(info));
     // All harts enter the firmware together, as after a platform reset (OpenSBI picks one).
@@ -228,6 +246,7 @@ Result<void> Machine::load() {
       h->x[12] = fw_info_addr;
     }
   }
+  if (m_tpm) return extend_all(*m_config.tpm, measurements);
   return {};
 }
 

@@ -20,6 +20,7 @@
 #include "devices/clint.h"
 #include "devices/plic.h"
 #include "devices/sifive_test.h"
+#include "devices/tpm_tis.h"
 #include "devices/uart16550.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
@@ -55,6 +56,8 @@ struct MachineConfig {
   std::vector<NicSpec> nics;    // virtio-net, after the disks
   bool rng = false;             // virtio-rng from the host's getrandom
   bool virtio_console = false;  // virtio-console (the guest's /dev/hvc1) on the same console
+  // A TPM 2.0 behind a TIS interface (issue 9); null = none. The caller starts the TPM.
+  std::shared_ptr<devices::TpmBackend> tpm;
 };
 
 // Why the machine stopped.
@@ -163,6 +166,7 @@ class Machine final : public riscv::Platform,
   std::unique_ptr<devices::Uart16550> m_uart;
   std::unique_ptr<devices::Clint> m_clint;
   std::unique_ptr<devices::SifiveTest> m_test;
+  std::unique_ptr<devices::TpmTis> m_tpm;
   std::unique_ptr<GuestDma> m_dma;
   std::vector<std::unique_ptr<devices::VirtioDevice>> m_virtio_backends;
   std::vector<std::unique_ptr<devices::VirtioMmio>> m_virtio;

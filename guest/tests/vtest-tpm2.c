@@ -1,0 +1,114 @@
+/*
+ * vtest-tpm2: guest side of the vTPM end-to-end tests (tests/e2e/test_vtpm.py). Sends raw
+ * TPM 2.0 commands (Part 3) to a TPM character device; tpm2-tools is not in the guest.
+ *
+ *   vtest-tpm2                       self-check only: prints "vtest-tpm2 OK"
+ *   vtest-tpm2 DEV getrandom N       TPM2_GetRandom(N): "VTEST-TPM random rc=0x0 HEX"
+ *   vtest-tpm2 DEV pcrread I         TPM2_PCR_Read of SHA-256 PCR I: "VTEST-TPM pcr I rc=0x0 HEX"
+ *   vtest-tpm2 DEV bench N           N GetRandom(32) round trips: "VTEST-TPM bench N us-per-op X"
+ * A failure prints "VTEST-TPM error ..." (the response code, or errno) and exits 1.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static unsigned char resp[4096];
+
+static uint32_t be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Sends cmd, returns the response length or -1; prints the problem. */
+static int transact(int fd, const unsigned char *cmd, size_t len, uint32_t *rc) {
+  if (write(fd, cmd, len) != (ssize_t)len) {
+    printf("VTEST-TPM error write: %s\n", strerror(errno));
+    return -1;
+  }
+  ssize_t n = read(fd, resp, sizeof(resp));
+  if (n < 10) {
+    printf("VTEST-TPM error read: %s (%zd bytes)\n", n < 0 ? strerror(errno) : "short response", n);
+    return -1;
+  }
+  *rc = be32(resp + 6);
+  return (int)n;
+}
+
+static void hex(const unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) printf("%02x", p[i]);
+  printf("\n");
+}
+
+static int getrandom_cmd(int fd, unsigned n, int print) {
+  unsigned char cmd[12] = {0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, (unsigned char)(n >> 8), (unsigned char)n};
+  uint32_t rc = 0;
+  int len = transact(fd, cmd, sizeof(cmd), &rc);
+  if (len < 0) return 1;
+  if (rc != 0 || len < 12) {
+    printf("VTEST-TPM error rc=0x%x\n", rc);
+    return 1;
+  }
+  unsigned got = (unsigned)resp[10] << 8 | resp[11];
+  if (got + 12u > (unsigned)len) got = (unsigned)len - 12;
+  if (print) {
+    printf("VTEST-TPM random rc=0x0 ");
+    hex(resp + 12, got);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    printf("vtest-tpm2 OK\n");
+    return 0;
+  }
+  if (argc < 4) {
+    printf("VTEST-TPM error usage: vtest-tpm2 DEV getrandom N | pcrread I | bench N\n");
+    return 2;
+  }
+  int fd = open(argv[1], O_RDWR);
+  if (fd < 0) {
+    printf("VTEST-TPM error open %s: %s\n", argv[1], strerror(errno));
+    return 1;
+  }
+  unsigned arg = (unsigned)strtoul(argv[3], NULL, 0);
+  if (strcmp(argv[2], "getrandom") == 0) return getrandom_cmd(fd, arg, 1);
+  if (strcmp(argv[2], "pcrread") == 0) {
+    if (arg > 23) {
+      printf("VTEST-TPM error PCR index %u out of range\n", arg);
+      return 2;
+    }
+    /* TPML_PCR_SELECTION: count 1, TPM_ALG_SHA256, sizeofSelect 3, bitmap */
+    unsigned char cmd[20] = {0x80, 0x01, 0, 0, 0, 20, 0, 0, 0x01, 0x7e, 0, 0, 0, 1, 0x00, 0x0b, 3, 0, 0, 0};
+    cmd[17 + arg / 8] = (unsigned char)(1u << (arg % 8));
+    uint32_t rc = 0;
+    int len = transact(fd, cmd, sizeof(cmd), &rc);
+    if (len < 0) return 1;
+    /* header 10, updateCounter 4, pcrSelectionOut (4+2+1+3), TPML_DIGEST count 4, size 2, digest */
+    if (rc != 0 || len < 30 + 32) {
+      printf("VTEST-TPM error rc=0x%x len=%d\n", rc, len);
+      return 1;
+    }
+    printf("VTEST-TPM pcr %u rc=0x0 ", arg);
+    hex(resp + 30, 32);
+    return 0;
+  }
+  if (strcmp(argv[2], "bench") == 0) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (unsigned i = 0; i < arg; i++) {
+      if (getrandom_cmd(fd, 32, 0) != 0) return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double us = ((b.tv_sec - a.tv_sec) * 1e6 + (b.tv_nsec - a.tv_nsec) / 1e3) / (arg ? arg : 1);
+    printf("VTEST-TPM bench %u us-per-op %.1f\n", arg, us);
+    return 0;
+  }
+  printf("VTEST-TPM error unknown command '%s'\n", argv[2]);
+  return 2;
+}

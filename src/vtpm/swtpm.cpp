@@ -1,0 +1,252 @@
+#include "vtpm/swtpm.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+namespace vigil::vtpm {
+
+namespace {
+
+constexpr int kChildCtrl = 4;  // the fd swtpm finds its control channel on
+constexpr uint32_t kCmdSetDatafd = 0x10;  // hands swtpm its data channel (SCM_RIGHTS), as QEMU does
+constexpr size_t kMaxResponse = 4096;
+constexpr unsigned kStartTimeoutMs = 5000;
+// Run as root, vigild gives each vTPM's swtpm a uid (and gid) of its own from this range,
+// owning only its state directory (0700): the process cannot read or write another
+// domain's state or anything else not world-accessible. The uid is the state directory's
+// owner once assigned, so it is stable across restarts.
+constexpr uid_t kUidBase = 0x5654'0000, kUidCount = 0x1'0000;
+
+Result<uid_t> state_owner(const std::string& dir) {
+  struct stat st{};
+  if (::stat(dir.c_str(), &st) != 0) return make_error("cannot stat vTPM state directory '{}': {}", dir, std::strerror(errno));
+  if (st.st_uid >= kUidBase && st.st_uid < kUidBase + kUidCount) return st.st_uid;
+  uint16_t r = 0;
+  if (::getentropy(&r, sizeof(r)) != 0) return make_error("getentropy failed: {}", std::strerror(errno));
+  const uid_t uid = kUidBase + r;
+  // Existing state files (created by an earlier unprivileged run) change owner with the directory.
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) ::chown(e.path().c_str(), uid, uid);
+  if (::chown(dir.c_str(), uid, uid) != 0) {
+    return make_error("cannot give vTPM state directory '{}' to uid {}: {}", dir, uid, std::strerror(errno));
+  }
+  return uid;
+}
+
+std::string find_program(const std::string& name) {
+  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : "";
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    const size_t end = std::min(dirs.find(':', start), dirs.size());
+    std::string candidate = dirs.substr(start, end - start) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return "";
+}
+
+void put_be32(std::vector<uint8_t>& v, uint32_t x) {
+  for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
+}
+
+uint32_t get_be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
+  if (options.state_dir.empty()) return make_error("a vTPM needs a state directory");
+  std::error_code ec;
+  std::filesystem::create_directories(options.state_dir, ec);
+  if (ec) return make_error("cannot create vTPM state directory '{}': {}", options.state_dir, ec.message());
+  ::chmod(options.state_dir.c_str(), 0700);
+  uid_t uid = 0;
+  if (::geteuid() == 0) {
+    auto owner = state_owner(options.state_dir);
+    if (!owner) return std::unexpected(owner.error());
+    uid = *owner;
+  }
+  const std::string program = find_program(options.program);
+  if (program.empty()) return make_error("cannot find '{}' for the vTPM (install Debian's swtpm package)", options.program);
+
+  int data[2], ctrl[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data) != 0) {
+    return make_error("cannot create the vTPM data socket: {}", std::strerror(errno));
+  }
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctrl) != 0) {
+    ::close(data[0]), ::close(data[1]);
+    return make_error("cannot create the vTPM control socket: {}", std::strerror(errno));
+  }
+  std::vector<std::string> args = {program, "socket", "--tpm2",
+                                   // Relative: the child enters the directory before it drops root, so the
+                                   // swtpm uid needs no search permission on the directories above it.
+                                   "--tpmstate", std::string("dir=") + (uid != 0 ? "." : options.state_dir) + ",mode=0600",
+                                   "--ctrl", fmt::format("type=unixio,clientfd={}", kChildCtrl),
+                                   "--flags", "not-need-init,startup-clear",
+                                   "--seccomp", "action=kill"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  std::shared_ptr<Swtpm> s(new Swtpm(options));
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    for (int fd : {data[0], data[1], ctrl[0], ctrl[1]}) ::close(fd);
+    return make_error("cannot start swtpm for vTPM '{}': fork failed: {}", options.label, std::strerror(errno));
+  }
+  if (pid == 0) {
+    // Child: only async-signal-safe calls until exec.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    if (::dup2(ctrl[1], kChildCtrl) < 0) ::_exit(127);
+    ::close_range(kChildCtrl + 1, ~0u, 0);
+    ::close_range(0, 0, 0);  // stdin: swtpm reads nothing from the terminal
+    if (uid != 0 && (::chdir(options.state_dir.c_str()) != 0 || ::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)) {
+      ::_exit(126);
+    }
+    ::execv(program.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(ctrl[1]);
+  s->m_pid = pid;
+  s->m_data = data[0];
+  s->m_ctrl = ctrl[0];
+  // CMD_SET_DATAFD: the data channel's far end travels to swtpm over the control channel.
+  {
+    uint8_t code[4] = {0, 0, 0, static_cast<uint8_t>(kCmdSetDatafd)};
+    iovec iov{code, sizeof(code)};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &data[1], sizeof(int));
+    const ssize_t n = ::sendmsg(s->m_ctrl, &msg, MSG_NOSIGNAL);
+    ::close(data[1]);
+    if (n != static_cast<ssize_t>(sizeof(code))) {
+      return make_error("swtpm for vTPM '{}' did not start: {}", options.label, s->exit_reason());
+    }
+    std::vector<uint8_t> reply;
+    s->m_options.timeout_ms = kStartTimeoutMs;
+    auto r = s->transfer(s->m_ctrl, {}, reply, 4);
+    s->m_options.timeout_ms = options.timeout_ms;
+    if (!r) return make_error("swtpm for vTPM '{}' did not take its data channel: {}", options.label, r.error().message);
+    if (get_be32(reply.data()) != 0) {
+      return make_error("swtpm for vTPM '{}' refused its data channel (result {:#x})", options.label, get_be32(reply.data()));
+    }
+  }
+  return s;
+}
+
+Swtpm::~Swtpm() {
+  if (m_ctrl >= 0) ::close(m_ctrl);  // swtpm exits when its control client goes away
+  if (m_data >= 0) ::close(m_data);
+  if (m_pid > 0 && !m_reaped) {
+    for (int i = 0; i < 100; ++i) {
+      if (::waitpid(m_pid, &m_status, WNOHANG) == m_pid) return;
+      if (i == 20) ::kill(m_pid, SIGTERM);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::kill(m_pid, SIGKILL);
+    ::waitpid(m_pid, &m_status, 0);
+  }
+}
+
+bool Swtpm::alive() {
+  if (m_reaped) return false;
+  if (::waitpid(m_pid, &m_status, WNOHANG) == m_pid) m_reaped = true;
+  return !m_reaped;
+}
+
+std::string Swtpm::exit_reason() {
+  for (int i = 0; i < 20 && alive(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (!m_reaped) return "it stopped answering";
+  if (WIFSIGNALED(m_status)) return fmt::format("it was killed by signal {}", WTERMSIG(m_status));
+  return fmt::format("it exited with status {}", WEXITSTATUS(m_status));
+}
+
+std::string Swtpm::describe() const { return fmt::format("swtpm (pid {}) of vTPM '{}'", m_pid, m_options.label); }
+
+Result<void> Swtpm::transfer(int fd, std::span<const uint8_t> out, std::vector<uint8_t>& in, size_t fixed_reply) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(m_options.timeout_ms);
+  auto wait = [&](short events) -> Result<void> {
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return make_error("no answer within {} ms", m_options.timeout_ms);
+      pollfd p{fd, events, 0};
+      const int n = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return make_error("poll failed: {}", std::strerror(errno));
+      if (n > 0) return {};
+    }
+  };
+  size_t done = 0;
+  while (done < out.size()) {
+    if (auto r = wait(POLLOUT); !r) return r;
+    const ssize_t n = ::send(fd, out.data() + done, out.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return make_error("{}", exit_reason());
+    done += static_cast<size_t>(n);
+  }
+  in.clear();
+  size_t want = fixed_reply ? fixed_reply : 6;
+  while (in.size() < want) {
+    if (auto r = wait(POLLIN); !r) return r;
+    uint8_t buf[kMaxResponse];
+    const ssize_t n = ::recv(fd, buf, std::min(sizeof(buf), want - in.size()), 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return make_error("{}", exit_reason());
+    in.insert(in.end(), buf, buf + n);
+    if (!fixed_reply && want == 6 && in.size() >= 6) {
+      want = get_be32(in.data() + 2);
+      if (want < 10 || want > kMaxResponse) return make_error("it sent a response declaring {} bytes", want);
+    }
+  }
+  return {};
+}
+
+Result<std::vector<uint8_t>> Swtpm::execute(std::span<const uint8_t> command) {
+  std::lock_guard lock(m_mutex);
+  if (m_broken) return make_error("{} failed earlier and no longer serves commands ({})", describe(), exit_reason());
+  std::vector<uint8_t> response;
+  if (auto r = transfer(m_data, command, response, 0); !r) {
+    m_broken = true;
+    return make_error("{}: {}", describe(), r.error().message);
+  }
+  return response;
+}
+
+Result<void> Swtpm::init() {
+  std::lock_guard lock(m_mutex);
+  std::vector<uint8_t> req, reply;
+  put_be32(req, kCmdInit);
+  put_be32(req, 0);  // init flags: keep the volatile state file out of it
+  if (auto r = transfer(m_ctrl, req, reply, 4); !r) return make_error("{} failed CMD_INIT: {}", describe(), r.error().message);
+  if (const uint32_t rc = get_be32(reply.data()); rc != 0) return make_error("{} failed CMD_INIT with TPM result {:#x}", describe(), rc);
+  return {};
+}
+
+}  // namespace vigil::vtpm

@@ -1,0 +1,65 @@
+// One swtpm process per vTPM (libtpms keeps one TPM per process: DESIGN.md "Processes
+// outside vigild"). The process gets two connected Unix socketpairs, no socket paths: the
+// data channel (raw TPM 2.0 commands and responses, `--server type=unixio,fd=3`) and the
+// control channel (`--ctrl type=unixio,clientfd=4`, big-endian u32 command codes, see
+// swtpm-ioctls(3)). It runs with its own state directory as its only file access, its own
+// seccomp profile (`--seccomp action=kill`), and dies with vigild (PR_SET_PDEATHSIG) or when
+// the control channel closes. A dead process is detected on the next command: execute()
+// fails with one sentence naming the pid and how it ended.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "devices/tpm_tis.h"
+
+namespace vigil::vtpm {
+
+class Swtpm final : public devices::TpmBackend {
+ public:
+  struct Options {
+    std::string state_dir;          // created (0700) if missing; holds tpm2-00.permall
+    std::string label;              // for log lines, e.g. the domain's name
+    std::string program = "swtpm";  // looked up on PATH
+    unsigned timeout_ms = 60'000;   // per command (RSA key generation takes seconds)
+  };
+  // swtpm control channel codes (swtpm's tpm_ioctl.h).
+  static constexpr uint32_t kCmdGetCapability = 1, kCmdInit = 2, kCmdShutdown = 3;
+
+  static Result<std::shared_ptr<Swtpm>> start(const Options& options);
+  ~Swtpm() override;
+  Swtpm(const Swtpm&) = delete;
+  Swtpm& operator=(const Swtpm&) = delete;
+
+  Result<std::vector<uint8_t>> execute(std::span<const uint8_t> command) override;
+  std::string describe() const override;
+
+  // CMD_INIT: resets the TPM as a platform reset does (a guest reboot).
+  Result<void> init();
+  pid_t pid() const { return m_pid; }
+  // False once the process has exited (reaped here).
+  bool alive();
+  const std::string& state_dir() const { return m_options.state_dir; }
+
+ private:
+  explicit Swtpm(Options options) : m_options(std::move(options)) {}
+  Result<void> transfer(int fd, std::span<const uint8_t> out, std::vector<uint8_t>& in, size_t fixed_reply);
+  std::string exit_reason();
+
+  Options m_options;
+  pid_t m_pid = -1;
+  int m_data = -1, m_ctrl = -1;
+  int m_status = 0;
+  bool m_reaped = false;
+  bool m_broken = false;  // a failed exchange leaves the byte stream out of step
+  std::mutex m_mutex;
+};
+
+}  // namespace vigil::vtpm
