@@ -292,6 +292,11 @@ void Hart::breakpoint_slot(Hart& h, const DecodedInsn&) {
   const HookVerdict v = h.hooks->on_breakpoint(h, gpa);
   // The monitor moved pc (that is where the guest goes on) or stopped the hart.
   if (h.pc != at || h.state.load(std::memory_order_relaxed) != HartState::kRunning) return;
+  if (v == HookVerdict::kHold) {
+    ++h.m_budget;  // it did not retire
+    h.end_slice();
+    return;
+  }
   if (v == HookVerdict::kDeny) {
     uint16_t lo;
     std::memcpy(&lo, h.m_mem.ptr(gpa), 2);

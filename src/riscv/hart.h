@@ -80,6 +80,7 @@ enum class HookVerdict : uint8_t {
   kContinue,  // proceed as the guest asked
   kDeny,      // the CSR write / system call / breakpointed instruction does not happen
   kEmulate,   // CSR write: write `value` instead; system call: skipped, a0 = `value`
+  kHold,      // breakpoint: the instruction does not run yet and the slice ends (pc stays)
 };
 
 class HartHooks {

@@ -516,4 +516,10 @@ std::optional<Json> handle_monitor_request(hv::DomainManager& manager, const std
   return std::nullopt;
 }
 
+Result<std::shared_ptr<monitor::Hub>> domain_hub(hv::DomainManager& manager, uint32_t id) {
+  auto dm = monitors_for(manager, id);
+  if (!dm) return std::unexpected(dm.error());
+  return std::shared_ptr<monitor::Hub>(*dm, (*dm)->hub.get());
+}
+
 }  // namespace vigil::toolstack
