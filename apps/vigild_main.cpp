@@ -9,6 +9,7 @@
 #include "hv/domain_manager.h"
 #include "toolstack/api.h"
 #include "toolstack/metrics.h"
+#include "vtpm/provider.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"vigild: the Vigil hypervisor daemon"};
@@ -20,6 +21,10 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", metrics,
                  "serve Prometheus metrics over HTTP at [ADDR:]PORT/metrics (ADDR defaults to 127.0.0.1; "
                  "PORT 0 picks a free port, printed at startup)");
+  vigil::vtpm::Provider::Options vtpm{.root_dir = vigil::vtpm::Provider::default_root()};
+  app.add_option("--vtpm-dir", vtpm.root_dir,
+                 "state directory of vTPMs whose vtpm entry has no state=DIR: one subdirectory per domain name")
+      ->capture_default_str();
   bool no_sandbox = false;
   app.add_flag("--no-sandbox", no_sandbox,
                "run without the per-thread seccomp filters (for kernels without seccomp or debugging)");
@@ -45,7 +50,15 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Before the manager (and its sandboxed threads): the launcher thread must be unrestricted.
+  vigil::vtpm::Provider vtpms(vtpm);
   vigil::hv::DomainManager manager(workers);
+  manager.set_tpm_factory([&vtpms](const vigil::hv::DomainConfig& c)
+                              -> vigil::Result<std::shared_ptr<vigil::devices::TpmBackend>> {
+    auto tpm = vtpms.open(c.name, c.vtpm ? c.vtpm->state_dir : "");
+    if (!tpm) return std::unexpected(tpm.error());
+    return std::shared_ptr<vigil::devices::TpmBackend>(std::move(*tpm));
+  });
   vigil::toolstack::ApiServer server(manager, socket);
   if (auto r = server.start(); !r) {
     std::fprintf(stderr, "vigild: %s\n", r.error().message.c_str());
