@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
   app.add_option("--vtpm-dir", vtpm.root_dir,
                  "state directory of vTPMs whose vtpm entry has no state=DIR: one subdirectory per domain name")
       ->capture_default_str();
+  app.add_option("--host-tpm", vtpm.host_tcti,
+                 "seal each vTPM's state key to this host TPM, a tpm2-tss TCTI such as device:/dev/tpmrm0 or "
+                 "swtpm:host=127.0.0.1,port=2321 (without it, vTPM state is stored unencrypted)");
   bool no_sandbox = false;
   app.add_flag("--no-sandbox", no_sandbox,
                "run without the per-thread seccomp filters (for kernels without seccomp or debugging)");

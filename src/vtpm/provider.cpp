@@ -2,7 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <future>
+
+#include "vtpm/sealing.h"
 
 namespace vigil::vtpm {
 
@@ -11,7 +16,18 @@ std::string Provider::default_root() {
   return fmt::format("/tmp/vigil-{}/vtpm", ::getuid());
 }
 
-Provider::Provider(Options options) : m_options(std::move(options)), m_launcher([this] { launcher_loop(); }) {}
+namespace {
+
+// tpm2-tss logs every failed command to stderr itself; vigild reports each failure in one
+// sentence instead. Set before any thread exists (setenv is not thread-safe).
+Provider::Options quiet_tss(Provider::Options o) {
+  if (!o.host_tcti.empty()) ::setenv("TSS2_LOG", "all+NONE", 0);
+  return o;
+}
+
+}  // namespace
+
+Provider::Provider(Options options) : m_options(quiet_tss(std::move(options))), m_launcher([this] { launcher_loop(); }) {}
 
 Provider::~Provider() {
   {
@@ -55,7 +71,21 @@ Result<std::shared_ptr<Swtpm>> Provider::open(const std::string& domain, const s
 
 Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const std::string& state_dir) {
   Swtpm::Options o{.state_dir = state_dir, .label = domain, .program = m_options.swtpm};
+  std::error_code ec;
+  const bool sealed = std::filesystem::exists(state_dir + "/" + kSealedKeyFile, ec);
+  if (m_options.host_tcti.empty()) {
+    if (sealed) {
+      return make_error("vTPM of domain '{}': its state in '{}' is sealed to a host TPM; start vigild with --host-tpm",
+                        domain, state_dir);
+    }
+  } else {
+    auto key = state_key(m_options.host_tcti, state_dir);
+    if (!key) return make_error("vTPM of domain '{}': {}", domain, key.error().message);
+    o.state_key = std::move(*key);
+    o.host_tpm = m_options.host_tcti;
+  }
   auto tpm = Swtpm::start(o);
+  std::fill(o.state_key.begin(), o.state_key.end(), 0);
   if (!tpm) return make_error("vTPM of domain '{}': {}", domain, tpm.error().message);
   return tpm;
 }

@@ -26,7 +26,9 @@ class Provider {
  public:
   struct Options {
     std::string root_dir;      // a domain without its own state=DIR keeps its state in root_dir/<name>
-    std::string host_tcti;     // tpm2-tss TCTI of the host TPM sealing the state keys; "" = none
+    // tpm2-tss TCTI of the host TPM sealing the state keys (vtpm/sealing.h); "" = none: the
+    // state is not encrypted, and a state sealed earlier is refused.
+    std::string host_tcti;
     std::string swtpm = "swtpm";
   };
   // /var/lib/vigil/vtpm for root, else /tmp/vigil-UID/vtpm (beside the default socket).

@@ -1,4 +1,5 @@
 #include "vtpm/swtpm.h"
+#include "vtpm/sealing.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -45,7 +46,10 @@ Result<uid_t> state_owner(const std::string& dir) {
   const uid_t uid = kUidBase + r;
   // Existing state files (created by an earlier unprivileged run) change owner with the directory.
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) ::chown(e.path().c_str(), uid, uid);
+  // The sealed state key stays root's (vtpm/sealing.h): swtpm gets the key, not the blob.
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().filename() != kSealedKeyFile) ::chown(e.path().c_str(), uid, uid);
+  }
   if (::chown(dir.c_str(), uid, uid) != 0) {
     return make_error("cannot give vTPM state directory '{}' to uid {}: {}", dir, uid, std::strerror(errno));
   }
