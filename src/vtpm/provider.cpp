@@ -1,5 +1,6 @@
 #include "vtpm/provider.h"
 
+#include <string.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <future>
 
+#include "vtpm/key_helper.h"
 #include "vtpm/sealing.h"
 
 namespace vigil::vtpm {
@@ -79,13 +81,16 @@ Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const 
                         domain, state_dir);
     }
   } else {
-    auto key = state_key(m_options.host_tcti, state_dir);
+    auto key = m_options.key_helper.empty()
+                   ? state_key(m_options.host_tcti, state_dir)
+                   : state_key_via_helper(m_options.key_helper, m_options.host_tcti, state_dir,
+                                          m_options.host_tpm_timeout_ms);
     if (!key) return make_error("vTPM of domain '{}': {}", domain, key.error().message);
     o.state_key = std::move(*key);
     o.host_tpm = m_options.host_tcti;
   }
   auto tpm = Swtpm::start(o);
-  std::fill(o.state_key.begin(), o.state_key.end(), 0);
+  explicit_bzero(o.state_key.data(), o.state_key.size());
   if (!tpm) return make_error("vTPM of domain '{}': {}", domain, tpm.error().message);
   return tpm;
 }

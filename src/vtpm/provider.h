@@ -30,6 +30,10 @@ class Provider {
     // state is not encrypted, and a state sealed earlier is refused.
     std::string host_tcti;
     std::string swtpm = "swtpm";
+    // Seal and unseal in this helper process (vtpm/key_helper.h; vigild: itself), killed after
+    // host_tpm_timeout_ms; "" = in the launcher thread, without a deadline.
+    std::string key_helper;
+    unsigned host_tpm_timeout_ms = 30'000;
   };
   // /var/lib/vigil/vtpm for root, else /tmp/vigil-UID/vtpm (beside the default socket).
   static std::string default_root();

@@ -22,6 +22,7 @@ namespace {
 
 constexpr char kMagic[8] = {'V', 'I', 'G', 'I', 'L', 'S', 'K', '1'};
 constexpr size_t kMaxBlobBytes = 4096;
+constexpr int32_t kTimeoutMs = 30'000;  // per command; CreatePrimary on a slow hardware TPM takes seconds
 
 // Owns the TCTI and ESAPI contexts and the transient objects of one sealing exchange.
 class Host {
@@ -48,6 +49,8 @@ class Host {
     if (TSS2_RC rc = Esys_Initialize(&m_esys, m_tcti, nullptr); rc != TSS2_RC_SUCCESS) {
       return fail("cannot start ESAPI", rc);
     }
+    // A host TPM that accepts and never answers must not hold vigild's vTPM launcher forever.
+    if (TSS2_RC rc = Esys_SetTimeout(m_esys, kTimeoutMs); rc != TSS2_RC_SUCCESS) return fail("cannot set a timeout", rc);
     // The storage primary key: ECC P-256, restricted decrypt, from the owner seed (an SRK).
     TPM2B_SENSITIVE_CREATE sensitive{};
     TPM2B_PUBLIC pub{};

@@ -147,6 +147,30 @@ class VtpmSealing(unittest.TestCase):
         d = self.vigild("--host-tpm", host.tcti)
         self.boot_primary(d)
 
+    def test_host_tpm_that_never_answers_fails_create_at_the_deadline(self):
+        # Accepts on the data and control ports and never answers (tpm2-tss alone would wait forever).
+        listeners = []
+        port = free_port_pair()
+        for p in (port, port + 1):
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            s.listen(8)
+            listeners.append(s)
+            self.addCleanup(s.close)
+        tcti = f"swtpm:host=127.0.0.1,port={port}"
+        d = self.vigild("--host-tpm", tcti, "--host-tpm-timeout", "2")
+        for _ in range(2):  # the second create is not stuck behind the first
+            t0 = time.monotonic()
+            r = d.vigil("create", self.cfg, check=False)
+            self.assertLess(time.monotonic() - t0, 15)
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stderr, f"vigil: vTPM of domain 'sealed': host TPM '{tcti}': no answer within 2 s "
+                                       "(the TPM or its TCTI hangs)\n")
+        self.assertNotIn("sealed", d.domains())
+        self.assertFalse(os.path.exists(os.path.join(self.state, "vtpm-key.sealed")))
+        self.assertEqual(subprocess.run(["pgrep", "-f", "vtpm-key-helper"], stdout=subprocess.PIPE).stdout, b"",
+                         "the helpers were killed and reaped")
+
 
 if __name__ == "__main__":
     unittest.main()
