@@ -1,6 +1,7 @@
 // vigild: holds the domains and serves the JSON control API on a Unix socket.
 #include <csignal>
 #include <cstdio>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -9,8 +10,14 @@
 #include "hv/domain_manager.h"
 #include "toolstack/api.h"
 #include "toolstack/metrics.h"
+#include "vtpm/key_helper.h"
+#include "vtpm/provider.h"
 
 int main(int argc, char** argv) {
+  // vigild re-executed as its own vTPM key helper (vtpm/key_helper.h), not a daemon.
+  if (argc >= 2 && std::string_view(argv[1]) == vigil::vtpm::kKeyHelperFlag) {
+    return vigil::vtpm::key_helper_main(argc, argv);
+  }
   CLI::App app{"vigild: the Vigil hypervisor daemon"};
   std::string socket = vigil::toolstack::default_socket_path();
   unsigned workers = 0;
@@ -20,6 +27,18 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", metrics,
                  "serve Prometheus metrics over HTTP at [ADDR:]PORT/metrics (ADDR defaults to 127.0.0.1; "
                  "PORT 0 picks a free port, printed at startup)");
+  vigil::vtpm::Provider::Options vtpm{.root_dir = vigil::vtpm::Provider::default_root()};
+  app.add_option("--vtpm-dir", vtpm.root_dir,
+                 "state directory of vTPMs whose vtpm entry has no state=DIR: one subdirectory per domain name")
+      ->capture_default_str();
+  app.add_option("--host-tpm", vtpm.host_tcti,
+                 "seal each vTPM's state key to this host TPM, a tpm2-tss TCTI such as device:/dev/tpmrm0 or "
+                 "swtpm:host=127.0.0.1,port=2321 (without it, vTPM state is stored unencrypted)");
+  double host_tpm_timeout_s = 30;
+  app.add_option("--host-tpm-timeout", host_tpm_timeout_s,
+                 "seconds the host TPM may take to seal or unseal a vTPM key before creation fails")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
   bool no_sandbox = false;
   app.add_flag("--no-sandbox", no_sandbox,
                "run without the per-thread seccomp filters (for kernels without seccomp or debugging)");
@@ -45,7 +64,17 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  vtpm.key_helper = "/proc/self/exe";
+  vtpm.host_tpm_timeout_ms = static_cast<unsigned>(host_tpm_timeout_s * 1000);
+  // Before the manager (and its sandboxed threads): the launcher thread must be unrestricted.
+  vigil::vtpm::Provider vtpms(vtpm);
   vigil::hv::DomainManager manager(workers);
+  manager.set_tpm_factory([&vtpms](const vigil::hv::DomainConfig& c)
+                              -> vigil::Result<std::shared_ptr<vigil::devices::TpmBackend>> {
+    auto tpm = vtpms.open(c.name, c.vtpm ? c.vtpm->state_dir : "");
+    if (!tpm) return std::unexpected(tpm.error());
+    return std::shared_ptr<vigil::devices::TpmBackend>(std::move(*tpm));
+  });
   vigil::toolstack::ApiServer server(manager, socket);
   if (auto r = server.start(); !r) {
     std::fprintf(stderr, "vigild: %s\n", r.error().message.c_str());

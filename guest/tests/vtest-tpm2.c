@@ -6,6 +6,9 @@
  *   vtest-tpm2 DEV getrandom N       TPM2_GetRandom(N): "VTEST-TPM random rc=0x0 HEX"
  *   vtest-tpm2 DEV pcrread I         TPM2_PCR_Read of SHA-256 PCR I: "VTEST-TPM pcr I rc=0x0 HEX"
  *   vtest-tpm2 DEV bench N           N GetRandom(32) round trips: "VTEST-TPM bench N us-per-op X"
+ *   vtest-tpm2 DEV primary 0         TPM2_CreatePrimary of an ECC P-256 storage key in the owner
+ *                                    hierarchy: "VTEST-TPM primary rc=0x0 X Y" (its public point;
+ *                                    derived from the owner seed, so the same while the state lasts)
  * A failure prints "VTEST-TPM error ..." (the response code, or errno) and exits 1.
  */
 #define _GNU_SOURCE
@@ -68,7 +71,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc < 4) {
-    printf("VTEST-TPM error usage: vtest-tpm2 DEV getrandom N | pcrread I | bench N\n");
+    printf("VTEST-TPM error usage: vtest-tpm2 DEV getrandom N | pcrread I | bench N | primary 0\n");
     return 2;
   }
   int fd = open(argv[1], O_RDWR);
@@ -96,6 +99,41 @@ int main(int argc, char **argv) {
     }
     printf("VTEST-TPM pcr %u rc=0x0 ", arg);
     hex(resp + 30, 32);
+    return 0;
+  }
+  if (strcmp(argv[2], "primary") == 0) {
+    static const unsigned char cmd[] = {
+        0x80, 0x02, 0, 0, 0, 67, 0, 0, 0x01, 0x31, /* TPM_ST_SESSIONS, size, TPM_CC_CreatePrimary */
+        0x40, 0, 0, 0x01,                          /* TPM_RH_OWNER */
+        0, 0, 0, 9, 0x40, 0, 0, 0x09, 0, 0, 0, 0, 0, /* TPM_RS_PW, empty nonce, attributes, hmac */
+        0, 4, 0, 0, 0, 0,                          /* inSensitive: empty userAuth and data */
+        0, 26,                                     /* inPublic size */
+        0x00, 0x23, 0x00, 0x0b,                    /* TPM_ALG_ECC, nameAlg SHA-256 */
+        0x00, 0x03, 0x04, 0x72,                    /* fixedTPM fixedParent sensitiveDataOrigin userWithAuth noDA restricted decrypt */
+        0, 0,                                      /* authPolicy */
+        0x00, 0x06, 0x00, 0x80, 0x00, 0x43,        /* AES-128-CFB */
+        0x00, 0x10, 0x00, 0x03, 0x00, 0x10,        /* scheme NULL, NIST P-256, kdf NULL */
+        0, 0, 0, 0,                                /* unique: empty x, y */
+        0, 0,                                      /* outsideInfo */
+        0, 0, 0, 0,                                /* creationPCR: none */
+    };
+    uint32_t rc = 0;
+    int len = transact(fd, cmd, sizeof(cmd), &rc);
+    if (len < 0) return 1;
+    /* header 10, handle 4, parameterSize 4, outPublic size 2, TPMT_PUBLIC up to unique 22 */
+    if (rc != 0 || len < 44 + 32 + 2 + 32 || resp[42] != 0 || resp[43] != 32 || resp[76] != 0 || resp[77] != 32) {
+      printf("VTEST-TPM error rc=0x%x len=%d\n", rc, len);
+      return 1;
+    }
+    unsigned char flush[14] = {0x80, 0x01, 0, 0, 0, 14, 0, 0, 0x01, 0x65, resp[10], resp[11], resp[12], resp[13]};
+    unsigned char point[64];
+    memcpy(point, resp + 44, 32);
+    memcpy(point + 32, resp + 78, 32);
+    if (transact(fd, flush, sizeof(flush), &rc) < 0) return 1;
+    printf("VTEST-TPM primary rc=0x0 ");
+    for (int i = 0; i < 32; i++) printf("%02x", point[i]);
+    printf(" ");
+    hex(point + 32, 32);
     return 0;
   }
   if (strcmp(argv[2], "bench") == 0) {

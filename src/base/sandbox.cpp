@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -185,6 +186,11 @@ void add_api(std::vector<Rule>& r) {
        {int_is(0, SECCOMP_SET_MODE_FILTER), bits_clear(1, SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_NEW_LISTENER)}},
       {VIGIL_SYS(seccomp), {int_is(0, SECCOMP_GET_ACTION_AVAIL)}},
       {VIGIL_SYS(seccomp), {int_is(0, SECCOMP_GET_NOTIF_SIZES)}},
+      // vTPM (src/vtpm/swtpm.h): a domain's swtpm process, started by the unsandboxed vTPM
+      // launcher thread, is watched, stopped and reaped through its pidfd and only through
+      // it: no waitid on other ids, no kill(2), so no other process can be signalled or reaped.
+      {VIGIL_SYS(waitid), {int_is(0, P_PIDFD)}},
+      {VIGIL_SYS(pidfd_send_signal)},
   });
 }
 

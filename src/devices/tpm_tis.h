@@ -35,6 +35,11 @@ class TpmBackend {
   virtual ~TpmBackend() = default;
   virtual Result<std::vector<uint8_t>> execute(std::span<const uint8_t> command) = 0;
   virtual std::string describe() const = 0;  // for log lines: "swtpm pid 123 of domain x"
+  // A platform reset (the guest rebooted, the board is rebuilt): the TPM restarts as after
+  // power-on and TPM2_Startup(CLEAR), so the new boot is measured from zeroed PCRs.
+  virtual Result<void> platform_reset() { return {}; }
+  // The domain is gone: stop the TPM now (its state stays), not when the last user lets go.
+  virtual void shutdown() {}
 };
 
 class TpmTis final : public MmioDevice {

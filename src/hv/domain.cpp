@@ -28,9 +28,14 @@ machine::MachineConfig machine_config_for(const DomainConfig& c) {
   return m;
 }
 
-Result<std::unique_ptr<Domain>> Domain::create(uint32_t id, const DomainConfig& config) {
+Result<std::unique_ptr<Domain>> Domain::create(uint32_t id, const DomainConfig& config,
+                                               std::shared_ptr<devices::TpmBackend> tpm) {
+  if (config.vtpm && !tpm) return make_error("domain '{}': its vTPM was not started", config.name);
   std::unique_ptr<Domain> d(new Domain(id, config));
-  auto m = machine::Machine::create(machine_config_for(config),
+  d->m_tpm = std::move(tpm);
+  machine::MachineConfig mc = machine_config_for(config);
+  mc.tpm = d->m_tpm;
+  auto m = machine::Machine::create(std::move(mc),
                                     [raw = d.get()](const uint8_t* data, size_t len) { raw->console_output(data, len); });
   if (!m) return make_error("domain '{}': {}", config.name, m.error().message);
   d->m_machine = std::move(*m);

@@ -27,13 +27,16 @@ class Domain final : public SchedTarget {
   static constexpr size_t kConsoleHistory = 64 * 1024;
 
   // Builds the board and loads the guest; the domain does not run until scheduled.
-  static Result<std::unique_ptr<Domain>> create(uint32_t id, const DomainConfig& config);
+  // `tpm`: the domain's vTPM when config.vtpm is set (started by the DomainManager's factory).
+  static Result<std::unique_ptr<Domain>> create(uint32_t id, const DomainConfig& config,
+                                                std::shared_ptr<devices::TpmBackend> tpm = nullptr);
   ~Domain() override = default;
 
   uint32_t id() const { return m_id; }
   const std::string& name() const { return m_config.name; }
   const DomainConfig& config() const { return m_config; }
   machine::Machine& machine() { return *m_machine; }
+  const std::shared_ptr<devices::TpmBackend>& tpm() const { return m_tpm; }
   DomainState state() const { return m_state.load(); }
   void set_state(DomainState s) { m_state.store(s); }
   // Why the guest stopped, once it has.
@@ -60,6 +63,7 @@ class Domain final : public SchedTarget {
   uint32_t m_id;
   DomainConfig m_config;
   std::atomic<DomainState> m_state{DomainState::kRunning};
+  std::shared_ptr<devices::TpmBackend> m_tpm;  // before m_machine: the board's TIS uses it
   std::unique_ptr<machine::Machine> m_machine;
 
   std::mutex m_console_mutex;

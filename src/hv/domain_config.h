@@ -26,6 +26,12 @@ struct NetConfig {
   std::vector<std::pair<uint16_t, uint16_t>> forwards;
 };
 
+// A vTPM 2.0 (issue 9; xl.cfg `vtpm = [ "state=DIR" ]`, README "vTPM"): vigild starts one
+// swtpm process for it. An empty state_dir means vigild's default, <--vtpm-dir>/<name>.
+struct VtpmConfig {
+  std::string state_dir;
+};
+
 struct DomainConfig {
   std::string name;
   uint64_t memory_mib = 256;
@@ -47,6 +53,7 @@ struct DomainConfig {
   unsigned cpu_weight = 256;  // credit scheduler weight, 1..65535
   unsigned cap = 0;           // percent of one CPU, 0 = no cap
   std::vector<std::vector<unsigned>> cpu_pins;  // per vCPU: allowed worker ids (empty = any)
+  std::optional<VtpmConfig> vtpm;  // none = no TPM
 };
 
 }  // namespace vigil::hv

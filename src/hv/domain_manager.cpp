@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 
 #include "base/sandbox.h"
 #include "riscv/jit.h"
@@ -49,13 +50,26 @@ Result<uint32_t> DomainManager::create(const DomainConfig& config) {
     std::lock_guard lock(m_mutex);
     id = m_next_id++;
   }
-  auto d = Domain::create(id, config);
-  if (!d) return std::unexpected(d.error());
+  std::shared_ptr<devices::TpmBackend> tpm;
+  if (config.vtpm) {
+    if (!m_tpm_factory) return make_error("domain '{}' has a vtpm but this vigild cannot start vTPMs", config.name);
+    auto t = m_tpm_factory(config);
+    if (!t) return std::unexpected(t.error());
+    tpm = std::move(*t);
+  }
+  auto d = Domain::create(id, config, tpm);
+  if (!d) {
+    if (tpm) tpm->shutdown();
+    return std::unexpected(d.error());
+  }
   std::shared_ptr<Domain> dom = std::move(*d);
   {
     std::lock_guard lock(m_mutex);
     for (auto& [other, od] : m_domains) {
-      if (od->name() == config.name) return make_error("a domain named '{}' already exists (id {})", config.name, other);
+      if (od->name() == config.name) {
+        if (tpm) tpm->shutdown();
+        return make_error("a domain named '{}' already exists (id {})", config.name, other);
+      }
     }
     m_domains[id] = dom;
   }
@@ -132,6 +146,9 @@ void DomainManager::remove(uint32_t id) {
   d->set_state(DomainState::kDying);
   d->machine().stop(machine::StopReason::kHostError, "destroyed");
   m_sched.remove_domain(id);
+  // The vTPM process ends with its domain (its state directory stays), not whenever the last
+  // console or monitor session lets go of the Domain: a new domain may take the state at once.
+  if (d->tpm()) d->tpm()->shutdown();
   {
     std::lock_guard lock(m_mutex);
     m_domains.erase(id);
@@ -189,14 +206,25 @@ void DomainManager::reaper_loop() {
       } else if (action == LifecycleAction::kRestart) {
         const DomainConfig config = d->config();
         m_sched.remove_domain(ev.id);
-        auto fresh = Domain::create(ev.id, config);
+        // The same vTPM, reset as by a platform reset, so the new boot is measured afresh.
+        std::shared_ptr<devices::TpmBackend> tpm = d->tpm();
+        Result<std::unique_ptr<Domain>> fresh = make_error("unused");
+        if (auto reset = tpm ? tpm->platform_reset() : Result<void>{}; !reset) {
+          fresh = std::unexpected(reset.error());
+        } else {
+          fresh = Domain::create(ev.id, config, tpm);
+        }
         std::lock_guard dl(m_mutex);
         if (fresh) {
           std::shared_ptr<Domain> nd = std::move(*fresh);
           m_domains[ev.id] = nd;
           start(nd);
         } else {
-          m_domains.erase(ev.id);  // cannot rebuild: the images vanished or changed
+          // Cannot rebuild: the images vanished or changed, or the vTPM died.
+          std::fprintf(stderr, "vigild: domain '%s' cannot restart: %s\n", config.name.c_str(),
+                       fresh.error().message.c_str());
+          if (tpm) tpm->shutdown();
+          m_domains.erase(ev.id);
         }
       } else {
         remove(ev.id);

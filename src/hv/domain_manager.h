@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,11 @@ class DomainManager {
 
   explicit DomainManager(unsigned workers = 0);
   ~DomainManager();
+
+  // Starts the vTPM of a domain whose config has one (vigild: vtpm::Provider). Without a
+  // factory such domains cannot be created. Set before the first create().
+  using TpmFactory = std::function<Result<std::shared_ptr<devices::TpmBackend>>(const DomainConfig&)>;
+  void set_tpm_factory(TpmFactory factory) { m_tpm_factory = std::move(factory); }
 
   Result<uint32_t> create(const DomainConfig& config);
   Result<void> pause(uint32_t id);
@@ -70,6 +76,7 @@ class DomainManager {
   void remove(uint32_t id);
 
   Scheduler m_sched;
+  TpmFactory m_tpm_factory;
   std::mutex m_mutex;
   std::condition_variable m_changed;
   std::map<uint32_t, std::shared_ptr<Domain>> m_domains;

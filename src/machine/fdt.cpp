@@ -58,6 +58,8 @@ std::string node_name(const char* base, uint64_t addr) { return fmt::format("{}@
 Result<std::vector<uint8_t>> build_fdt(const FdtParams& p) {
   std::vector<uint8_t> buf(layout::kDtbMaxSize);
   Writer w(buf);
+  // Reserved but still in the linear map (not no-map): Linux copies the log from __va(base).
+  if (p.tpm && p.tpm_log_size) w.check(fdt_add_reservemap_entry(w.fdt(), p.tpm_log_base, p.tpm_log_size));
   w.check(fdt_finish_reservemap(w.fdt()));
   w.begin("");
   w.u32("#address-cells", 2);
@@ -158,6 +160,10 @@ Result<std::vector<uint8_t>> build_fdt(const FdtParams& p) {
     w.begin(node_name("tpm", layout::kTpmBase).c_str());
     w.str("compatible", "tcg,tpm-tis-mmio");
     w.reg(layout::kTpmBase, layout::kTpmSize);
+    if (p.tpm_log_size) {
+      w.u64("linux,sml-base", p.tpm_log_base);
+      w.u32("linux,sml-size", p.tpm_log_size);
+    }
     w.end();
   }
   w.end();  // soc

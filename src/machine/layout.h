@@ -40,6 +40,8 @@ inline constexpr uint64_t kKernelOffset = 0x20'0000;
 // The DTB (and fw_dynamic info) live in the top 2 MiB of RAM.
 inline constexpr uint64_t kTopReserve = 0x20'0000;
 inline constexpr uint64_t kDtbMaxSize = 0x1'0000;
+// The vTPM's TCG2 event log, in the same top region: after the DTB and the fw_dynamic info.
+inline constexpr uint64_t kTpmLogOffset = kDtbMaxSize + 0x1000, kTpmLogMaxSize = 0x1'0000;
 
 // 10 MHz, as on QEMU virt: mtime ticks every 100 ns.
 inline constexpr uint64_t kTimebaseHz = 10'000'000;

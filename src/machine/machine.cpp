@@ -208,13 +208,28 @@ Result<void> Machine::load() {
     fdt.initrd_start = start;
     fdt.initrd_end = start + initrd->size();
   }
+  const std::span bootargs(reinterpret_cast<const uint8_t*>(m_config.append.data()), m_config.append.size());
+  const uint64_t log_addr = dtb_addr + layout::kTpmLogOffset;
+  if (m_tpm) {
+    // The log's size is known before the DTB that names it: only the DTB's digest is missing.
+    auto sized = measurements;
+    sized.push_back(measure(1, "dtb", {}));
+    sized.push_back(measure(1, "bootargs", bootargs));
+    if (!m_config.firmware.empty()) sized.push_back(measure(0, "firmware", {}));
+    const size_t log_size = tcg2_event_log(sized).size();
+    if (log_size > layout::kTpmLogMaxSize) {
+      return make_error("the vTPM event log would take {} bytes, more than its {} (shorten the command line)", log_size,
+                        layout::kTpmLogMaxSize);
+    }
+    fdt.tpm_log_base = log_addr;
+    fdt.tpm_log_size = static_cast<uint32_t>(log_size);
+  }
   auto dtb = build_fdt(fdt);
   if (!dtb) return std::unexpected(dtb.error());
   std::memcpy(m_memory->ptr(dtb_addr), dtb->data(), dtb->size());
   if (m_tpm) {
     measurements.push_back(measure(1, "dtb", *dtb));
-    measurements.push_back(measure(1, "bootargs", std::span(reinterpret_cast<const uint8_t*>(m_config.append.data()),
-                                                             m_config.append.size())));
+    measurements.push_back(measure(1, "bootargs", bootargs));
   }
 
   if (m_config.firmware.empty()) {
@@ -246,7 +261,12 @@ Result<void> Machine::load() {
       h->x[12] = fw_info_addr;
     }
   }
-  if (m_tpm) return extend_all(*m_config.tpm, measurements);
+  if (m_tpm) {
+    const std::vector<uint8_t> log = tcg2_event_log(measurements);
+    if (log.size() != fdt.tpm_log_size) return make_error("the vTPM event log changed size while it was built");
+    std::memcpy(m_memory->ptr(log_addr), log.data(), log.size());
+    return extend_all(*m_config.tpm, measurements);
+  }
   return {};
 }
 

@@ -27,6 +27,7 @@ using hv::DiskConfig;
 using hv::DomainConfig;
 using hv::LifecycleAction;
 using hv::NetConfig;
+using hv::VtpmConfig;
 
 constexpr uint64_t kMinMemoryMib = 16;
 constexpr uint64_t kMaxMemoryMib = 65536;
@@ -45,10 +46,10 @@ constexpr uintmax_t kMaxConfigBytes = 1 << 20;
 // Long keys and values are cut in messages so one sentence stays one line.
 constexpr size_t kMaxShownChars = 48;
 
-constexpr std::array<std::string_view, 19> kKnownKeys = {
+constexpr std::array<std::string_view, 20> kKnownKeys = {
     "name", "memory", "vcpus",       "kernel",    "ramdisk",  "extra",      "cmdline", "firmware", "disk",
     "vif",  "rng",    "on_poweroff", "on_reboot", "on_crash", "cpu_weight", "cap",     "cpus",     "system_map",
-    "kernel_btf"};
+    "kernel_btf", "vtpm"};
 
 // Xen keys that Vigil cannot honour. Ignoring them would boot something other than what the file
 // asks for, so each is an error that says what to do instead.
@@ -567,6 +568,46 @@ std::string format_disk_spec(const DiskConfig& disk) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// vtpm specs: comma-separated KEY=VALUE, all optional ("" is a vTPM with vigild's defaults).
+//   state=DIR    the swtpm state directory (relative: to the config file's directory; last, as it
+//                takes the rest of the spec, commas included); without
+//                it, vigild uses <vigild --vtpm-dir>/<domain name>
+// Xen's own keys name a vTPM stub domain (backend=, uuid=) that Vigil does not have.
+std::expected<VtpmConfig, std::string> parse_vtpm_spec(std::string_view spec) {
+  VtpmConfig vtpm;
+  std::string_view rest = spec;
+  while (!trim(rest).empty()) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = trim(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    const std::string_view key = trim(item.substr(0, eq));
+    if (eq == std::string_view::npos) {
+      return std::unexpected(fmt::format("{} is not KEY=VALUE (Vigil takes state=DIR)", shown(item)));
+    }
+    if (key == "state") {
+      // Like a disk's target=, state= takes the rest of the spec, commas included.
+      const std::string_view value = trim(spec.substr(spec.find('=', static_cast<size_t>(item.data() - spec.data())) + 1));
+      if (value.empty()) return std::unexpected(std::string("state= needs a directory"));
+      if (value.find('\0') != std::string_view::npos) return std::unexpected(std::string("state= holds a NUL byte"));
+      vtpm.state_dir = std::string(value);
+      break;
+    } else if (key == "backend" || key == "uuid" || key == "backend_id") {
+      return std::unexpected(fmt::format(
+          "{}= names a Xen vTPM stub domain; Vigil runs a swtpm process per domain itself (take state=DIR)", key));
+    } else {
+      return std::unexpected(fmt::format("unknown vtpm parameter {}= (Vigil takes state)", shorten(key)));
+    }
+  }
+  return vtpm;
+}
+
+std::string format_vtpm_spec(const VtpmConfig& vtpm) {
+  return vtpm.state_dir.empty() ? std::string() : "state=" + vtpm.state_dir;
+}
+
+// ---------------------------------------------------------------------------------------------
 // vif specs. Vigil's mapping onto NetConfig (Xen's own vif keys describe a bridge/backend setup
 // that Vigil does not have):
 //   model=user|tap        NetConfig::model (default user: libslirp, no host setup needed)
@@ -972,6 +1013,8 @@ class Applier {
       m_cap_line = s.line;
     } else if (key == "cpus") {
       return apply_cpus(s);
+    } else if (key == "vtpm") {
+      return apply_vtpm(s);
     }
     return {};  // an ignored key
   }
@@ -1033,6 +1076,20 @@ class Applier {
       }
       m_config.nics.push_back(std::move(*nic));
     }
+    return {};
+  }
+
+  // vtpm = [ "SPEC" ]: Xen's list form, with at most one vTPM (one TPM per board, as on QEMU).
+  Result<void> apply_vtpm(const Setting& s) {
+    auto specs = want_string_list(s);
+    if (!specs) return std::unexpected(specs.error());
+    if (specs->empty()) return {};  // [] = no vTPM, as in Xen
+    if (specs->size() > 1) {
+      return fail((*specs)[1].second, s.key, "entry 2: a domain has at most one vTPM");
+    }
+    auto vtpm = parse_vtpm_spec(specs->front().first);
+    if (!vtpm) return fail(specs->front().second, s.key, fmt::format("entry 1: {}", vtpm.error()));
+    m_config.vtpm = std::move(*vtpm);
     return {};
   }
 
@@ -1144,6 +1201,7 @@ Result<hv::DomainConfig> load_xl_config(const std::string& path) {
   resolve(config->system_map);
   resolve(config->kernel_btf);
   for (auto& disk : config->disks) resolve(disk.path);
+  if (config->vtpm) resolve(config->vtpm->state_dir);
   return config;
 }
 
@@ -1185,6 +1243,7 @@ std::string to_xl_config(const hv::DomainConfig& config) {
   set("on_crash", quote(action_name(config.on_crash)));
   set("cpu_weight", fmt::format("{}", config.cpu_weight));
   set("cap", fmt::format("{}", config.cap));
+  if (config.vtpm) set_list("vtpm", {format_vtpm_spec(*config.vtpm)});
   const auto& pins = config.cpu_pins;
   if (!pins.empty()) {
     if (std::all_of(pins.begin(), pins.end(), [&](const auto& p) { return p == pins.front(); })) {

@@ -1,9 +1,13 @@
 #include "vtpm/swtpm.h"
+#include "vtpm/sealing.h"
 
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+extern "C" {  // glibc 2.36's <sys/pidfd.h> lacks the C++ guards
+#include <sys/pidfd.h>
+}
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -22,6 +26,8 @@ namespace vigil::vtpm {
 namespace {
 
 constexpr int kChildCtrl = 4;  // the fd swtpm finds its control channel on
+constexpr int kChildKey = 5;   // the fd swtpm reads its state key from
+constexpr int kHighFd = 64;    // where the child parks fds before placing them
 constexpr uint32_t kCmdSetDatafd = 0x10;  // hands swtpm its data channel (SCM_RIGHTS), as QEMU does
 constexpr size_t kMaxResponse = 4096;
 constexpr unsigned kStartTimeoutMs = 5000;
@@ -40,7 +46,10 @@ Result<uid_t> state_owner(const std::string& dir) {
   const uid_t uid = kUidBase + r;
   // Existing state files (created by an earlier unprivileged run) change owner with the directory.
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) ::chown(e.path().c_str(), uid, uid);
+  // The sealed state key stays root's (vtpm/sealing.h): swtpm gets the key, not the blob.
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().filename() != kSealedKeyFile) ::chown(e.path().c_str(), uid, uid);
+  }
   if (::chown(dir.c_str(), uid, uid) != 0) {
     return make_error("cannot give vTPM state directory '{}' to uid {}: {}", dir, uid, std::strerror(errno));
   }
@@ -101,6 +110,22 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
                                    "--ctrl", fmt::format("type=unixio,clientfd={}", kChildCtrl),
                                    "--flags", "not-need-init,startup-clear",
                                    "--seccomp", "action=kill"};
+  int key_pipe[2] = {-1, -1};
+  if (!options.state_key.empty()) {
+    // The key travels through a pipe (the child's fd kChildKey); the pipe buffer holds it whole.
+    if (::pipe2(key_pipe, O_CLOEXEC) != 0) {
+      for (int fd : {data[0], data[1], ctrl[0], ctrl[1]}) ::close(fd);
+      return make_error("cannot create the vTPM key pipe: {}", std::strerror(errno));
+    }
+    const ssize_t n = ::write(key_pipe[1], options.state_key.data(), options.state_key.size());
+    ::close(key_pipe[1]);
+    if (n != static_cast<ssize_t>(options.state_key.size())) {
+      for (int fd : {data[0], data[1], ctrl[0], ctrl[1], key_pipe[0]}) ::close(fd);
+      return make_error("cannot pass the vTPM state key to swtpm: {}", std::strerror(errno));
+    }
+    args.push_back("--key");
+    args.push_back(fmt::format("fd={},mode=aes-256-cbc,format=binary", kChildKey));
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -116,8 +141,13 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
     // Child: only async-signal-safe calls until exec.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
-    if (::dup2(ctrl[1], kChildCtrl) < 0) ::_exit(127);
-    ::close_range(kChildCtrl + 1, ~0u, 0);
+    // Park both fds above the targets first, so placing one cannot overwrite the other.
+    const int c = ::fcntl(ctrl[1], F_DUPFD, kHighFd);
+    const int k = key_pipe[0] >= 0 ? ::fcntl(key_pipe[0], F_DUPFD, kHighFd) : -1;
+    if (c < 0 || (key_pipe[0] >= 0 && k < 0)) ::_exit(127);
+    if (::dup2(c, kChildCtrl) < 0) ::_exit(127);
+    if (k >= 0 && ::dup2(k, kChildKey) < 0) ::_exit(127);
+    ::close_range(k >= 0 ? kChildKey + 1 : kChildCtrl + 1, ~0u, 0);
     ::close_range(0, 0, 0);  // stdin: swtpm reads nothing from the terminal
     if (uid != 0 && (::chdir(options.state_dir.c_str()) != 0 || ::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)) {
       ::_exit(126);
@@ -126,6 +156,18 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
     ::_exit(127);
   }
   ::close(ctrl[1]);
+  if (key_pipe[0] >= 0) ::close(key_pipe[0]);
+  // swtpm holds the key now; vigild keeps no copy.
+  explicit_bzero(s->m_options.state_key.data(), s->m_options.state_key.size());
+  s->m_options.state_key.clear();
+  s->m_pidfd = ::pidfd_open(pid, 0);  // the child cannot be reaped before this: nobody waits for it yet
+  if (s->m_pidfd < 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    for (int fd : {data[0], data[1], ctrl[0]}) ::close(fd);
+    return make_error("cannot watch swtpm for vTPM '{}': pidfd_open failed: {}", options.label, std::strerror(errno));
+  }
+  s->m_encrypted = !options.state_key.empty();
   s->m_pid = pid;
   s->m_data = data[0];
   s->m_ctrl = ctrl[0];
@@ -162,23 +204,62 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
 }
 
 Swtpm::~Swtpm() {
+  std::lock_guard lock(m_mutex);
+  stop_locked();
+}
+
+void Swtpm::shutdown() {
+  std::lock_guard lock(m_mutex);
+  stop_locked();
+}
+
+void Swtpm::stop_locked() {
+  m_stopped = true;
   if (m_ctrl >= 0) ::close(m_ctrl);  // swtpm exits when its control client goes away
   if (m_data >= 0) ::close(m_data);
+  m_ctrl = m_data = -1;
   if (m_pid > 0 && !m_reaped) {
     for (int i = 0; i < 100; ++i) {
-      if (::waitpid(m_pid, &m_status, WNOHANG) == m_pid) return;
-      if (i == 20) ::kill(m_pid, SIGTERM);
+        if (reap(false)) return;
+      if (i == 20) ::pidfd_send_signal(m_pidfd, SIGTERM, nullptr, 0);
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    ::kill(m_pid, SIGKILL);
-    ::waitpid(m_pid, &m_status, 0);
+    ::pidfd_send_signal(m_pidfd, SIGKILL, nullptr, 0);
+    reap(true);
   }
 }
 
+std::string Swtpm::status() {
+  std::unique_lock lock(m_mutex, std::try_to_lock);
+  if (!lock) return "running (busy)";  // a command is executing: never wait for it here
+  if (m_stopped) return "stopped";
+  if (!reap(false)) return m_broken ? "not answering" : "running";
+  if (WIFSIGNALED(m_status)) return fmt::format("killed by signal {}", WTERMSIG(m_status));
+  return fmt::format("exited with status {}", WEXITSTATUS(m_status));
+}
+
+// Through the pidfd only (waitid P_PIDFD): vigild's sandboxed threads may reap and signal
+// their own swtpm processes and nothing else (base/sandbox.cpp, the API class).
+bool Swtpm::reap(bool block) {
+  if (m_reaped) return true;
+  if (m_pidfd < 0) return false;
+  siginfo_t info{};
+  for (;;) {
+    const int rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(m_pidfd), &info, WEXITED | (block ? 0 : WNOHANG));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0 || info.si_pid == 0) return false;
+    break;
+  }
+  m_reaped = true;
+  // As a wait(2) status, so WIFSIGNALED() and friends read it.
+  m_status = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8 : info.si_status & 0x7f;
+  ::close(m_pidfd);
+  m_pidfd = -1;
+  return true;
+}
+
 bool Swtpm::alive() {
-  if (m_reaped) return false;
-  if (::waitpid(m_pid, &m_status, WNOHANG) == m_pid) m_reaped = true;
-  return !m_reaped;
+  return !reap(false);
 }
 
 std::string Swtpm::exit_reason() {
@@ -230,6 +311,7 @@ Result<void> Swtpm::transfer(int fd, std::span<const uint8_t> out, std::vector<u
 
 Result<std::vector<uint8_t>> Swtpm::execute(std::span<const uint8_t> command) {
   std::lock_guard lock(m_mutex);
+  if (m_stopped) return make_error("{} was stopped with its domain", describe());
   if (m_broken) return make_error("{} failed earlier and no longer serves commands ({})", describe(), exit_reason());
   std::vector<uint8_t> response;
   if (auto r = transfer(m_data, command, response, 0); !r) {
@@ -239,8 +321,20 @@ Result<std::vector<uint8_t>> Swtpm::execute(std::span<const uint8_t> command) {
   return response;
 }
 
+Result<void> Swtpm::platform_reset() {
+  if (auto r = init(); !r) return r;
+  // TPM2_Startup(TPM_SU_CLEAR): what firmware sends after a reset, before it measures.
+  static constexpr uint8_t kStartup[] = {0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, 0};
+  auto r = execute(kStartup);
+  if (!r) return make_error("{} failed TPM2_Startup after a reset: {}", describe(), r.error().message);
+  const uint32_t rc = get_be32(r->data() + 6);
+  if (rc != 0 && rc != 0x100) return make_error("{} refused TPM2_Startup after a reset (TPM result {:#x})", describe(), rc);
+  return {};
+}
+
 Result<void> Swtpm::init() {
   std::lock_guard lock(m_mutex);
+  if (m_stopped || m_broken) return make_error("{} no longer runs", describe());
   std::vector<uint8_t> req, reply;
   put_be32(req, kCmdInit);
   put_be32(req, 0);  // init flags: keep the volatile state file out of it

@@ -29,6 +29,10 @@ class Swtpm final : public devices::TpmBackend {
     std::string label;              // for log lines, e.g. the domain's name
     std::string program = "swtpm";  // looked up on PATH
     unsigned timeout_ms = 60'000;   // per command (RSA key generation takes seconds)
+    // AES-256 key for the state files (`--key fd=...,mode=aes-256-cbc`); empty = plaintext
+    // state. Handed over through a pipe, never on the command line or on disk.
+    std::vector<uint8_t> state_key;
+    std::string host_tpm;           // informational (vtpm-list): the TCTI that sealed the key
   };
   // swtpm control channel codes (swtpm's tpm_ioctl.h).
   static constexpr uint32_t kCmdGetCapability = 1, kCmdInit = 2, kCmdShutdown = 3;
@@ -40,6 +44,10 @@ class Swtpm final : public devices::TpmBackend {
 
   Result<std::vector<uint8_t>> execute(std::span<const uint8_t> command) override;
   std::string describe() const override;
+  // CMD_INIT then TPM2_Startup(CLEAR).
+  Result<void> platform_reset() override;
+  // Ends the process (its state is kept); later commands fail.
+  void shutdown() override;
 
   // CMD_INIT: resets the TPM as a platform reset does (a guest reboot).
   Result<void> init();
@@ -47,18 +55,27 @@ class Swtpm final : public devices::TpmBackend {
   // False once the process has exited (reaped here).
   bool alive();
   const std::string& state_dir() const { return m_options.state_dir; }
+  const std::string& host_tpm() const { return m_options.host_tpm; }
+  bool encrypted() const { return m_encrypted; }
+  // "running", "stopped" or why the process ended ("killed by signal 9").
+  std::string status();
 
  private:
   explicit Swtpm(Options options) : m_options(std::move(options)) {}
   Result<void> transfer(int fd, std::span<const uint8_t> out, std::vector<uint8_t>& in, size_t fixed_reply);
   std::string exit_reason();
+  void stop_locked();
+  bool reap(bool block);  // true once the process has exited (and is reaped)
 
   Options m_options;
   pid_t m_pid = -1;
   int m_data = -1, m_ctrl = -1;
-  int m_status = 0;
+  int m_pidfd = -1;
+  int m_status = 0;  // wait(2) status once reaped
   bool m_reaped = false;
   bool m_broken = false;  // a failed exchange leaves the byte stream out of step
+  bool m_stopped = false;  // shutdown() ran
+  bool m_encrypted = false;
   std::mutex m_mutex;
 };
 

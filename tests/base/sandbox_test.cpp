@@ -12,6 +12,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+extern "C" {  // glibc 2.36's <sys/pidfd.h> lacks the C++ guards
+#include <sys/pidfd.h>
+}
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/random.h>
@@ -399,6 +402,34 @@ TEST_F(SandboxTest, ProbeRestrictsOnlyItsOwnThread) {
   EXPECT_EQ(::prctl(PR_GET_SECCOMP, 0, 0, 0, 0), 0);
   set_enabled(false);
   EXPECT_TRUE(probe().has_value());
+}
+
+// vTPM (issue 9): API threads watch, stop and reap their swtpm children through pidfds only.
+TEST_F(SandboxTest, ApiReapsAndSignalsChildrenThroughPidfdsOnly) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const int pidfd = ::pidfd_open(child, 0);
+  ASSERT_GE(pidfd, 0);
+  in_sandbox(ThreadClass::kApi, [&] {
+    siginfo_t info{};
+    EXPECT_EQ(err_of(::kill(child, SIGTERM)), EPERM);
+    EXPECT_EQ(err_of(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG)), EPERM);
+    EXPECT_EQ(err_of(::waitid(P_ALL, 0, &info, WEXITED | WNOHANG)), EPERM);
+    EXPECT_EQ(err_of(::wait4(child, nullptr, WNOHANG, nullptr)), EPERM);
+    EXPECT_EQ(err_of(::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG)), 0);
+    EXPECT_EQ(info.si_pid, 0) << "still running";
+    EXPECT_EQ(err_of(::pidfd_send_signal(pidfd, SIGKILL, nullptr, 0)), 0);
+    info = {};
+    EXPECT_EQ(err_of(::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED)), 0);
+    EXPECT_EQ(info.si_pid, child);
+    EXPECT_EQ(info.si_code, CLD_KILLED);
+    EXPECT_EQ(info.si_status, SIGKILL);
+  });
+  ::close(pidfd);
 }
 
 TEST(Sandbox, NamesClasses) {

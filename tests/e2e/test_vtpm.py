@@ -1,10 +1,12 @@
 """vTPM 2.0 (issue 9): a booted guest with `vigil run --vtpm DIR` sees a TPM 2.0 on the TIS
 interface, backed by its own swtpm process."""
+import base64
 import hashlib
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -70,6 +72,45 @@ class Vtpm(GuestTestCase):
         pcr1 = hashlib.sha256(hashlib.sha256(zero + bytes.fromhex(fdt)).digest() +
                               hashlib.sha256(bootargs.encode()).digest()).digest()
         self.assertEqual(pcrs[1].hex(), pcr1.hex(), "PCR 1 = DTB, then bootargs")
+
+    def test_event_log_replays_to_the_pcrs(self):
+        r = boot("mount -t securityfs none /sys/kernel/security; echo LOG-BEGIN; "
+                 "base64 /sys/kernel/security/tpm0/binary_bios_measurements; echo LOG-END; "
+                 "for i in 1 8 9; do echo pcr$i=$(cat /sys/class/tpm/tpm0/pcr-sha256/$i); done; "
+                 "echo fdt=$(sha256sum /sys/firmware/fdt); cat /proc/cmdline",
+                 extra_args=["--vtpm", self.state], timeout=180)
+        self.assertBooted(r)
+        out = r.command_output()
+        b64 = re.search(r"LOG-BEGIN\s*\n(.*?)LOG-END", out, re.S)
+        self.assertTrue(b64, out)
+        log = base64.b64decode("".join(b64.group(1).split()))
+        # TCG2 crypto-agile: the SHA-1-format Spec ID header, then TCG_PCR_EVENT2 records.
+        pcr, etype = struct.unpack_from("<II", log, 0)
+        self.assertEqual((pcr, etype), (0, 3), "EV_NO_ACTION header")
+        (hsize,) = struct.unpack_from("<I", log, 28)
+        spec = log[32:32 + hsize]
+        self.assertEqual(spec[:16], b"Spec ID Event03\0")
+        self.assertEqual(struct.unpack_from("<IHH", spec, 24), (1, 0x000B, 32), "one bank: SHA-256")
+        at, events = 32 + hsize, []
+        while at < len(log):
+            pcr, etype, count, alg = struct.unpack_from("<IIIH", log, at)
+            self.assertEqual((count, alg), (1, 0x000B))
+            digest = log[at + 14:at + 46]
+            (size,) = struct.unpack_from("<I", log, at + 46)
+            events.append((pcr, etype, digest, log[at + 50:at + 50 + size]))
+            at += 50 + size
+        self.assertEqual(at, len(log))
+        g = guest_dir()
+        fdt = bytes.fromhex(re.search(r"fdt=([0-9a-f]{64})", out).group(1))
+        bootargs = out.strip().split("\n")[-1].strip().encode()
+        sha = lambda path: hashlib.sha256(read(os.path.join(g, path))).digest()  # noqa: E731
+        self.assertEqual(events, [(8, 0xC, sha("Image"), b"linux"), (9, 0xC, sha("initramfs.cpio.gz"), b"initrd"),
+                                  (1, 0xB, fdt, b"dts"), (1, 0xA, hashlib.sha256(bootargs).digest(), bootargs)])
+        replay = {}
+        for pcr, _, digest, _ in events:
+            replay[pcr] = hashlib.sha256(replay.get(pcr, bytes(32)) + digest).digest()
+        for i in (1, 8, 9):
+            self.assertIn(f"PCR{i}={replay[i].hex().upper()}", out.upper())
 
     def test_guest_program_gets_random_bytes_and_reads_pcrs_through_tpmrm0(self):
         r = boot("vtest-tpm2 /dev/tpmrm0 getrandom 16; vtest-tpm2 /dev/tpmrm0 getrandom 16; "

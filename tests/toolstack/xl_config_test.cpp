@@ -54,7 +54,7 @@ cpus = [ "0-1", "2,4-5" ]
 // comparison cannot silently fall behind DomainConfig.
 void expect_same(const DomainConfig& a, const DomainConfig& b) {
   const auto& [name, memory_mib, vcpus, kernel, ramdisk, extra, firmware, system_map, kernel_btf, disks, nics, rng,
-               on_poweroff, on_reboot, on_crash, cpu_weight, cap, cpu_pins] = a;
+               on_poweroff, on_reboot, on_crash, cpu_weight, cap, cpu_pins, vtpm] = a;
   EXPECT_EQ(name, b.name);
   EXPECT_EQ(memory_mib, b.memory_mib);
   EXPECT_EQ(vcpus, b.vcpus);
@@ -87,6 +87,10 @@ void expect_same(const DomainConfig& a, const DomainConfig& b) {
   EXPECT_EQ(cpu_weight, b.cpu_weight);
   EXPECT_EQ(cap, b.cap);
   EXPECT_EQ(cpu_pins, b.cpu_pins);
+  ASSERT_EQ(vtpm.has_value(), b.vtpm.has_value());
+  if (vtpm) {
+    EXPECT_EQ(vtpm->state_dir, b.vtpm->state_dir);
+  }
 }
 
 DomainConfig parse_ok(const std::string& text) {

@@ -1,0 +1,98 @@
+#include "vtpm/provider.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+
+#include "vtpm/key_helper.h"
+#include "vtpm/sealing.h"
+
+namespace vigil::vtpm {
+
+std::string Provider::default_root() {
+  if (::geteuid() == 0) return "/var/lib/vigil/vtpm";
+  return fmt::format("/tmp/vigil-{}/vtpm", ::getuid());
+}
+
+namespace {
+
+// tpm2-tss logs every failed command to stderr itself; vigild reports each failure in one
+// sentence instead. Set before any thread exists (setenv is not thread-safe).
+Provider::Options quiet_tss(Provider::Options o) {
+  if (!o.host_tcti.empty()) ::setenv("TSS2_LOG", "all+NONE", 0);
+  return o;
+}
+
+}  // namespace
+
+Provider::Provider(Options options) : m_options(quiet_tss(std::move(options))), m_launcher([this] { launcher_loop(); }) {}
+
+Provider::~Provider() {
+  {
+    std::lock_guard lock(m_mutex);
+    m_quit = true;
+  }
+  m_cv.notify_all();
+  m_launcher.join();
+}
+
+void Provider::launcher_loop() {
+  std::unique_lock lock(m_mutex);
+  for (;;) {
+    m_cv.wait(lock, [&] { return m_quit || !m_jobs.empty(); });
+    if (m_jobs.empty()) return;  // quitting, nothing left to run
+    auto job = std::move(m_jobs.front());
+    m_jobs.pop_front();
+    lock.unlock();
+    job();
+    lock.lock();
+  }
+}
+
+std::string Provider::state_dir_for(const std::string& domain, const std::string& configured) const {
+  if (!configured.empty()) return configured;
+  return m_options.root_dir + "/" + domain;
+}
+
+Result<std::shared_ptr<Swtpm>> Provider::open(const std::string& domain, const std::string& configured_state_dir) {
+  const std::string dir = state_dir_for(domain, configured_state_dir);
+  std::packaged_task<Result<std::shared_ptr<Swtpm>>()> task([&] { return start(domain, dir); });
+  auto done = task.get_future();
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_quit) return make_error("vTPM of domain '{}': vigild is shutting down", domain);
+    m_jobs.emplace_back([&task] { task(); });
+  }
+  m_cv.notify_all();
+  return done.get();
+}
+
+Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const std::string& state_dir) {
+  Swtpm::Options o{.state_dir = state_dir, .label = domain, .program = m_options.swtpm};
+  std::error_code ec;
+  const bool sealed = std::filesystem::exists(state_dir + "/" + kSealedKeyFile, ec);
+  if (m_options.host_tcti.empty()) {
+    if (sealed) {
+      return make_error("vTPM of domain '{}': its state in '{}' is sealed to a host TPM; start vigild with --host-tpm",
+                        domain, state_dir);
+    }
+  } else {
+    auto key = m_options.key_helper.empty()
+                   ? state_key(m_options.host_tcti, state_dir)
+                   : state_key_via_helper(m_options.key_helper, m_options.host_tcti, state_dir,
+                                          m_options.host_tpm_timeout_ms);
+    if (!key) return make_error("vTPM of domain '{}': {}", domain, key.error().message);
+    o.state_key = std::move(*key);
+    o.host_tpm = m_options.host_tcti;
+  }
+  auto tpm = Swtpm::start(o);
+  explicit_bzero(o.state_key.data(), o.state_key.size());
+  if (!tpm) return make_error("vTPM of domain '{}': {}", domain, tpm.error().message);
+  return tpm;
+}
+
+}  // namespace vigil::vtpm
