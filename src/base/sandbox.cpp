@@ -185,6 +185,12 @@ void add_api(std::vector<Rule>& r) {
        {int_is(0, SECCOMP_SET_MODE_FILTER), bits_clear(1, SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_NEW_LISTENER)}},
       {VIGIL_SYS(seccomp), {int_is(0, SECCOMP_GET_ACTION_AVAIL)}},
       {VIGIL_SYS(seccomp), {int_is(0, SECCOMP_GET_NOTIF_SIZES)}},
+      // Saving a domain (issue 11, migrate/snapshot.h): the snapshot is written into an
+      // unnamed write-only file (O_TMPFILE; nothing else opens with a create bit) and given
+      // its name by linkat through /proc/self/fd once complete. linkat adds a name and never
+      // replaces one, so no existing file can be overwritten, truncated or removed.
+      {VIGIL_SYS(openat), {masked_is(2, O_ACCMODE | kOpenCreates, O_WRONLY | (O_TMPFILE & ~O_DIRECTORY))}},
+      {VIGIL_SYS(linkat), {int_is(4, AT_SYMLINK_FOLLOW)}},
   });
 }
 

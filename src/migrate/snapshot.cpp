@@ -242,15 +242,9 @@ Result<void> write_snapshot_file(const std::string& path, std::span<const uint8_
     ::close(fd);
     return {};
   }
-  if (errno != EEXIST) return fail(path);
-  // Replacing an existing file: link under a temporary name, then rename over it, so the
-  // old file stays whole until the new one is.
-  const std::string tmp = path + ".tmp";
-  if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) return fail(tmp);
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    return make_error("save: {}: {} (the snapshot is in {})", path, errno_text(), tmp);
-  return {};
+  // linkat never replaces a name, so an existing file (perhaps a disk image) stays as it
+  // was; the sandbox allows API threads no call that could replace one.
+  return fail(path);
 }
 
 Result<std::vector<uint8_t>> read_snapshot_file(const std::string& path) {

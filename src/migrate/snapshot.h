@@ -30,10 +30,11 @@ Result<hv::DomainConfig> decode_config(std::string_view json);
 // The whole stream of a domain whose vCPUs are stopped (paused, or never started).
 Result<std::vector<uint8_t>> snapshot_domain(hv::Domain& domain);
 
-// Writes `bytes` as a new file at `path`: into an unnamed file (O_TMPFILE) linked in at the
-// end, or, where the filesystem has no O_TMPFILE, into "path.tmp" renamed over `path`; so a
-// full disk never leaves a partial file under the final name. Errors name the path and the
-// errno: "save: /path: No space left on device".
+// Writes `bytes` as a new file at `path`: into an unnamed file (O_TMPFILE) in the target
+// directory, linked in under `path` only once it is complete and synced, so a full disk
+// never leaves a partial file under the final name. An existing file is never replaced
+// ("save: /path: File exists"). Errors name the path and the errno:
+// "save: /path: No space left on device".
 Result<void> write_snapshot_file(const std::string& path, std::span<const uint8_t> bytes);
 Result<std::vector<uint8_t>> read_snapshot_file(const std::string& path);
 

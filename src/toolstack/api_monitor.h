@@ -51,4 +51,8 @@ struct MonitorTotals {
 };
 std::vector<MonitorTotals> monitor_totals(hv::DomainManager& manager);
 
+// Ends every monitor session of domain `id` (a save, issue 11): each client first gets a
+// {"event": "detached", "reason": reason} line; returns once they have ended (at most ~2 s).
+void detach_monitors(hv::DomainManager& manager, uint32_t id, const std::string& reason);
+
 }  // namespace vigil::toolstack
