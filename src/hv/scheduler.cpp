@@ -42,9 +42,10 @@ uint64_t Scheduler::mask_of(const std::vector<unsigned>& workers) {
 }
 
 void Scheduler::add_domain(uint32_t domid, SchedTarget* target, unsigned vcpus, SchedParams params,
-                           const std::vector<std::vector<unsigned>>& pins) {
+                           const std::vector<std::vector<unsigned>>& pins, bool paused) {
   auto d = std::make_unique<Dom>();
   d->id = domid;
+  d->paused = paused;
   d->target = target;
   d->params = params;
   for (unsigned v = 0; v < vcpus; ++v) {

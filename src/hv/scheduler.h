@@ -51,8 +51,9 @@ class Scheduler {
   unsigned workers() const { return static_cast<unsigned>(m_threads.size()); }
 
   // pins[v]: workers vCPU v may run on (empty or missing = any).
+  // paused: added as if pause_domain had been called (a restored domain, issue 11).
   void add_domain(uint32_t domid, SchedTarget* target, unsigned vcpus, SchedParams params,
-                  const std::vector<std::vector<unsigned>>& pins);
+                  const std::vector<std::vector<unsigned>>& pins, bool paused = false);
   // Returns once none of the domain's vCPUs is running; the target may then be destroyed.
   void remove_domain(uint32_t domid);
   // Returns once none of the domain's vCPUs is running.

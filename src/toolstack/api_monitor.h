@@ -56,5 +56,8 @@ std::vector<MonitorTotals> monitor_totals(hv::DomainManager& manager);
 // in-process monitors such as the GDB stub. The pointer keeps the hub (and the domain's RAM)
 // alive.
 Result<std::shared_ptr<monitor::Hub>> domain_hub(hv::DomainManager& manager, uint32_t id);
+// Ends every monitor session of domain `id` (a save, issue 11): each client first gets a
+// {"event": "detached", "reason": reason} line; returns once they have ended (at most ~2 s).
+void detach_monitors(hv::DomainManager& manager, uint32_t id, const std::string& reason);
 
 }  // namespace vigil::toolstack
