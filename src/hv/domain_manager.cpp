@@ -8,7 +8,13 @@
 
 namespace vigil::hv {
 
-DomainManager::DomainManager(unsigned workers) : m_sched(workers), m_reaper([this] { reaper_loop(); }) {}
+DomainManager::DomainManager(unsigned workers) : m_sched(workers), m_reaper([this] { reaper_loop(); }) {
+  if (auto p = PsrService::create(psr::host_l3_geometry())) {
+    m_psr = std::move(*p);
+  } else if (auto q = PsrService::create(psr::Geometry{})) {
+    m_psr = std::move(*q);  // the host's L3 has a shape the model refuses: use the reference
+  }
+}
 
 DomainManager::~DomainManager() {
   {
@@ -132,6 +138,7 @@ void DomainManager::remove(uint32_t id) {
   d->set_state(DomainState::kDying);
   d->machine().stop(machine::StopReason::kHostError, "destroyed");
   m_sched.remove_domain(id);
+  if (m_psr) m_psr->forget(id);
   {
     std::lock_guard lock(m_mutex);
     m_domains.erase(id);
@@ -189,6 +196,7 @@ void DomainManager::reaper_loop() {
       } else if (action == LifecycleAction::kRestart) {
         const DomainConfig config = d->config();
         m_sched.remove_domain(ev.id);
+        if (m_psr) m_psr->forget(ev.id);  // a rebuilt domain starts unmonitored
         auto fresh = Domain::create(ev.id, config);
         std::lock_guard dl(m_mutex);
         if (fresh) {

@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "hv/domain.h"
+#include "hv/psr_service.h"
 #include "hv/scheduler.h"
 
 namespace vigil::hv {
@@ -58,6 +59,8 @@ class DomainManager {
   Result<void> set_sched_credit(uint32_t id, std::optional<unsigned> weight, std::optional<unsigned> cap);
 
   Scheduler& scheduler() { return m_sched; }
+  // The shared-LLC model and its feeds (issue 10); nullptr if the model could not be built.
+  PsrService* psr() { return m_psr.get(); }
 
   // Blocks until domain `id` no longer exists or `timeout` passes; true if gone.
   bool wait_gone(uint32_t id, std::chrono::milliseconds timeout);
@@ -70,6 +73,7 @@ class DomainManager {
   void remove(uint32_t id);
 
   Scheduler m_sched;
+  std::unique_ptr<PsrService> m_psr;
   std::mutex m_mutex;
   std::condition_variable m_changed;
   std::map<uint32_t, std::shared_ptr<Domain>> m_domains;
