@@ -16,6 +16,7 @@
 #include "riscv/jit.h"
 #include "cli_introspect.h"
 #include "cli_monitor.h"
+#include "cli_psr.h"
 #include "machine/machine.h"
 #include "toolstack/api.h"
 
@@ -217,10 +218,12 @@ int main(int argc, char** argv) {
 
   const auto run_introspect = vigil::cli::add_introspect_commands(app, socket);
   const auto run_monitor = vigil::cli::add_monitor_commands(app, socket);
+  const auto run_psr = vigil::cli::add_psr_commands(app, socket);
 
   CLI11_PARSE(app, argc, argv);
   if (auto rc = run_introspect()) return *rc;
   if (auto rc = run_monitor()) return *rc;
+  if (auto rc = run_psr()) return *rc;
 
   for (const std::string& d : disks) {
     const bool ro = d.size() > 3 && d.ends_with(",ro");

@@ -61,6 +61,8 @@ class DomainManager {
   Scheduler& scheduler() { return m_sched; }
   // The shared-LLC model and its feeds (issue 10); nullptr if the model could not be built.
   PsrService* psr() { return m_psr.get(); }
+  // psr-cmt-attach: monitoring for a running domain (detach goes to psr() directly).
+  Result<void> psr_attach(uint32_t id);
 
   // Blocks until domain `id` no longer exists or `timeout` passes; true if gone.
   bool wait_gone(uint32_t id, std::chrono::milliseconds timeout);

@@ -25,6 +25,8 @@ PsrHwInfo PsrService::hwinfo() const {
   h.cos_max = psr::kMaxCos - 1;
   h.cbm_len = m_model->cbm_len();
   h.default_cbm = m_model->cos_mask(0);
+  h.peak_bytes_per_s = peak_bytes_per_s();
+  h.miss_cost_ns = miss_cost_ns();
   return h;
 }
 
@@ -141,6 +143,39 @@ void PsrService::forget(uint32_t domid) {
   if (e.mem != nullptr) e.mem->page_observer.store(nullptr, std::memory_order_release);
   if (e.cos != 0) m_model->release_cos(e.cos);
   m_domains.erase(it);
+}
+
+Result<void> PsrService::apply_config(uint32_t domid, riscv::GuestMemory& mem, const DomainConfig& c) {
+  if (c.psr_cat_cbm != 0) {
+    if (auto r = set_cbm(domid, c.psr_cat_cbm); !r) return make_error("psr_cat_cbm: {}", r.error().message);
+  }
+  if (c.psr_mba_thrtl != 0) {
+    if (auto r = set_thrtl(domid, c.psr_mba_thrtl); !r) return make_error("psr_mba_thrtl: {}", r.error().message);
+  }
+  if (c.psr_cmt) {
+    if (auto r = attach(domid, mem); !r) return make_error("psr_cmt: {}", r.error().message);
+  }
+  return {};
+}
+
+std::vector<uint32_t> PsrService::attached_domains() {
+  std::lock_guard lock(m_mutex);
+  std::vector<uint32_t> ids;
+  for (auto& [id, e] : m_domains) {
+    if (e.feed->rmid.load() != 0) ids.push_back(id);
+  }
+  return ids;
+}
+
+MemoryCharge PsrService::take(uint32_t domid) {
+  std::lock_guard lock(m_mutex);
+  auto it = m_domains.find(domid);
+  if (it == m_domains.end()) return {};
+  Entry& e = it->second;
+  const uint64_t now = e.feed->misses.load(std::memory_order_relaxed);
+  const uint64_t delta = now - e.taken_misses;
+  e.taken_misses = now;
+  return {delta, delta * m_model->geometry().line_bytes, e.thrtl};
 }
 
 }  // namespace vigil::hv

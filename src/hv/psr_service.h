@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "base/error.h"
+#include "hv/domain_config.h"
+#include "hv/scheduler.h"
 #include "psr/cache_model.h"
 #include "riscv/hart.h"
 
@@ -40,6 +42,8 @@ struct PsrHwInfo {
   uint32_t cbm_len = 0;
   uint64_t default_cbm = 0;
   unsigned thrtl_max = 90;   // MBA: 10% steps, linear
+  uint64_t peak_bytes_per_s = 0;  // the modeled memory system's peak (MBA's 100%)
+  uint64_t miss_cost_ns = 0;      // credit a modeled miss costs (CAT's effect)
 };
 
 struct PsrDomainStatus {
@@ -49,11 +53,21 @@ struct PsrDomainStatus {
   psr::RmidCounters counters;
 };
 
-class PsrService {
+// Effects on guests (Scheduler's MemoryMeter): see hv/scheduler.h. The modeled memory system's
+// peak is kDefaultPeakBytesPerS: about what one vCPU of this emulator streaming through memory
+// produces (vtest-thrash stream: 3.5 to 5 GB/s modeled on the 2-core test machine), so a 90%
+// throttle holds such a guest to about a tenth of its speed while a guest that mostly hits in
+// the cache never reaches its budget. A modeled miss costs kDefaultMissCostNs of credit: the
+// thrasher, which misses on every line it touches (about 70 M modeled misses/s), pays more than
+// double its CPU time when it competes for a worker; a guest with a miss every 100 accesses
+// pays a few percent.
+class PsrService final : public MemoryMeter {
  public:
   static constexpr uint32_t kDefaultSampling = 128;
+  static constexpr uint64_t kDefaultPeakBytesPerS = 4ull << 30;
+  static constexpr uint64_t kDefaultMissCostNs = 20;
   static Result<std::unique_ptr<PsrService>> create(const psr::Geometry& g, uint32_t sampling = kDefaultSampling);
-  ~PsrService();
+  ~PsrService() override;
 
   PsrHwInfo hwinfo() const;
   psr::CacheModel& model() { return *m_model; }
@@ -70,6 +84,19 @@ class PsrService {
   Result<PsrDomainStatus> status(uint32_t domid);
   // The domain is going away (destroyed or rebuilt): drops its RMID, COS and feed.
   void forget(uint32_t domid);
+  // The xl.cfg keys psr_cmt, psr_cat_cbm, psr_mba_thrtl of a new (or rebuilt) domain.
+  Result<void> apply_config(uint32_t domid, riscv::GuestMemory& mem, const DomainConfig& c);
+  // Domains with monitoring attached.
+  std::vector<uint32_t> attached_domains();
+
+  // MemoryMeter
+  MemoryCharge take(uint32_t domid) override;
+  uint64_t miss_cost_ns() const override { return m_miss_cost_ns.load(std::memory_order_relaxed); }
+  uint64_t peak_bytes_per_s() const override { return m_peak.load(std::memory_order_relaxed); }
+  void set_effects(uint64_t miss_cost_ns, uint64_t peak_bytes_per_s) {
+    m_miss_cost_ns.store(miss_cost_ns);
+    m_peak.store(peak_bytes_per_s ? peak_bytes_per_s : 1);
+  }
 
  private:
   struct Feed final : riscv::PageObserver {
@@ -87,6 +114,7 @@ class PsrService {
     uint64_t cbm = 0;
     uint32_t cos = 0;
     unsigned thrtl = 0;
+    uint64_t taken_misses = 0;  // feed->misses at the scheduler's last take
   };
   explicit PsrService(std::unique_ptr<psr::CacheModel> m) : m_model(std::move(m)) {}
   Entry& entry(uint32_t domid);
@@ -95,6 +123,8 @@ class PsrService {
   std::unique_ptr<psr::CacheModel> m_model;
   std::mutex m_mutex;
   std::map<uint32_t, Entry> m_domains;
+  std::atomic<uint64_t> m_miss_cost_ns{kDefaultMissCostNs};
+  std::atomic<uint64_t> m_peak{kDefaultPeakBytesPerS};
 };
 
 }  // namespace vigil::hv

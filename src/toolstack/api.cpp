@@ -15,6 +15,7 @@
 #include "base/sandbox.h"
 #include "toolstack/api_introspect.h"
 #include "toolstack/api_monitor.h"
+#include "toolstack/api_psr.h"
 #include "toolstack/xl_config.h"
 
 namespace vigil::toolstack {
@@ -150,6 +151,7 @@ Json handle_request(hv::DomainManager& m, const Json& req) {
   }
   if (auto answer = handle_introspect_request(m, op, req)) return *answer;
   if (auto answer = handle_monitor_request(m, op, req)) return *answer;
+  if (auto answer = handle_psr_request(m, op, req)) return *answer;
   return error_json(fmt::format("unknown op \"{}\"", op));
 }
 

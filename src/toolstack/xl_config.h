@@ -7,7 +7,9 @@
 //     hold comments and end with a trailing comma. Integer keys also take a quoted number, as Xen does.
 //     A decimal with a leading zero is refused because Xen would read it as octal.
 //   - Keys: name, memory, vcpus, kernel, ramdisk, extra (alias cmdline), firmware, disk, vif, rng,
-//     on_poweroff, on_reboot, on_crash, cpu_weight, cap, cpus. A key may appear once.
+//     on_poweroff, on_reboot, on_crash, cpu_weight, cap, cpus, psr_cmt (0/1: cache monitoring
+//     attached at creation), psr_cat_cbm (CAT way mask), psr_mba_thrtl (MBA throttle, percent).
+//     A key may appear once.
 //   - kIgnoredXlKeys (type, builder, uuid, apic, pae, hap) are accepted and ignored: they describe
 //     nothing a Vigil guest can differ in. Any other key is an error, with a "did you mean" hint.
 //
