@@ -171,8 +171,8 @@ int noisy(const std::string& socket, const Options& o) {
                 100 * d["bandwidth_share"].get<double>(), 100 * d["miss_rate"].get<double>());
   }
   if (v["noisy"].is_null()) {
-    std::printf("noisy: none (needs >= %.0f%% of the occupancy and a victim that lost >= %.0f%% of its evicted "
-                "lines to it and whose miss rate it raised at least %.0fx)\n",
+    std::printf("noisy: none (needs >= %.0f%% of the occupancy and a victim that lost >= %.0f%% of the lines "
+                "other domains evicted to it and whose miss rate it raised at least %.1fx)\n",
                 100 * th["occupancy_share"].get<double>(), 100 * th["eviction_share"].get<double>(),
                 th["miss_rise"].get<double>());
   } else {
@@ -186,7 +186,7 @@ int noisy(const std::string& socket, const Options& o) {
                 100 * d["eviction_share"].get<double>());
     for (const auto& victim : v["victims"]) {
       std::printf("  victim: %s (id %u): miss rate %.1f%%, %.1fx what it would be without %s's evictions "
-                  "(threshold %.0fx); %s evicted %.0f%% of its lost lines (threshold %.0f%%)\n",
+                  "(threshold %.1fx); %s evicted %.0f%% of its lines other domains evicted (threshold %.0f%%)\n",
                   victim["name"].get<std::string>().c_str(), victim["id"].get<unsigned>(),
                   100 * victim["miss_rate"].get<double>(), victim["rise"].get<double>(), name.c_str(),
                   th["miss_rise"].get<double>(), name.c_str(), 100 * victim["evicted_share"].get<double>(),

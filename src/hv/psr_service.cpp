@@ -175,7 +175,13 @@ MemoryCharge PsrService::take(uint32_t domid) {
   const uint64_t now = e.feed->misses.load(std::memory_order_relaxed);
   const uint64_t delta = now - e.taken_misses;
   e.taken_misses = now;
-  return {delta, delta * m_model->geometry().line_bytes, e.thrtl};
+  // Bytes as MBM counts them (misses and dirty writebacks of the domain's lines), so the MBA
+  // budget and psr-cmt-show's total-mem-bandwidth agree.
+  const uint32_t rmid = e.feed->rmid.load(std::memory_order_relaxed);
+  const uint64_t mbm = rmid ? m_model->counters(rmid).mbm_total_bytes : e.taken_mbm;
+  const uint64_t bytes = mbm >= e.taken_mbm ? mbm - e.taken_mbm : 0;  // a new RMID starts from zero
+  e.taken_mbm = mbm;
+  return {delta, bytes, e.thrtl};
 }
 
 }  // namespace vigil::hv

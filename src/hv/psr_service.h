@@ -115,6 +115,7 @@ class PsrService final : public MemoryMeter {
     uint32_t cos = 0;
     unsigned thrtl = 0;
     uint64_t taken_misses = 0;  // feed->misses at the scheduler's last take
+    uint64_t taken_mbm = 0;     // the RMID's MBM bytes then
   };
   explicit PsrService(std::unique_ptr<psr::CacheModel> m) : m_model(std::move(m)) {}
   Entry& entry(uint32_t domid);

@@ -49,8 +49,10 @@ Verdict detect(const Snapshot& a, const Snapshot& b, const std::vector<uint32_t>
     std::vector<Victim> victims;
     for (const DomainWindow& o : v.domains) {
       if (o.rmid == s.rmid || o.accesses < kMinVictimAccesses) continue;
-      uint64_t lost = 0;  // the victim's lines evicted by anyone (unmonitored RMID 0 included)
-      for (uint32_t x = 0; x < kMaxRmids; ++x) lost += evicted(x, o.rmid);
+      uint64_t lost = 0;  // the victim's lines evicted by other domains (unmonitored RMID 0 included)
+      for (uint32_t x = 0; x < kMaxRmids; ++x) {
+        if (x != o.rmid) lost += evicted(x, o.rmid);
+      }
       const uint64_t by_s = evicted(s.rmid, o.rmid);
       const double share = lost ? double(by_s) / double(lost) : 0;
       const uint64_t misses = delta(b.rmid[o.rmid].misses, a.rmid[o.rmid].misses);

@@ -5,8 +5,8 @@
 //  - Lines it evicted from others (the model's eviction matrix), reported with its share of all
 //    cross-domain evictions. That share alone does not tell aggressor from victim (a victim
 //    refilling its lost lines evicts the aggressor's just as often), so the threshold is on the
-//    victim's side: of all the victim's lines evicted in the window (by anyone, itself
-//    included), the share the suspect evicted.
+//    victim's side: of the victim's lines that other domains evicted in the window, the share
+//    the suspect evicted (with several neighbours: which one is doing the damage).
 //  - Victims' miss-rate rise: for each other domain V, its miss rate in the window against an
 //    estimate of its miss rate had the suspect S not evicted its lines: every line S evicted
 //    from V is counted as one of V's misses S caused (an upper bound: V may never have reused
@@ -15,10 +15,11 @@
 //    noisy_neighbor strategy measure over time, without having to run V alone.
 // A domain is named noisy when all three hold (thresholds after the research notes,
 // shared/research/psr.md "Detector": CPI²'s antagonist has to explain the victim's slowdown,
-// Watcher flags a 35% change; we ask for a doubling; the notes' "occupancy >= max(2/N, 0.5)"
-// would need all of the cache with two domains, so the fair-share factor is 1.5 here):
+// Watcher flags a 35% change, the notes propose a doubling, we ask for half as much again;
+// the notes' "occupancy >= max(2/N, 0.5)"
+// would need all of the cache with two domains, so the fair-share factor is 1.25 here):
 //    occupancy share >= max(kMinOccupancyShare, kFairShareFactor / N)   (N monitored domains:
-//        half the cache, and half as much again as a fair share; 0.75 for two domains)
+//        half the cache, and a quarter more than a fair share; 62.5% for two domains)
 //    some victim with at least kMinVictimAccesses accesses in the window, of whose evicted
 //    lines the suspect evicted >= kMinEvictionShare, and whose miss-rate rise >= kMinMissRise
 // The migration candidate is the domain with the largest share of the modeled memory
@@ -35,9 +36,9 @@
 namespace vigil::psr {
 
 inline constexpr double kMinOccupancyShare = 0.5;
-inline constexpr double kFairShareFactor = 1.5;
+inline constexpr double kFairShareFactor = 1.25;
 inline constexpr double kMinEvictionShare = 0.6;
-inline constexpr double kMinMissRise = 2.0;
+inline constexpr double kMinMissRise = 1.5;
 inline constexpr uint64_t kMinVictimAccesses = 1000;  // scaled accesses in the window
 inline constexpr double kSaturation = 0.8;
 
@@ -57,7 +58,7 @@ struct Victim {
   uint32_t rmid = 0;
   double miss_rate = 0;
   double rise = 0;  // miss rate / estimated miss rate without the suspect's evictions
-  double evicted_share = 0;  // of the victim's evicted lines, the share the suspect evicted
+  double evicted_share = 0;  // of the victim's lines other domains evicted, the suspect's share
 };
 
 struct Verdict {

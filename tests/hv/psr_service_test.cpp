@@ -75,6 +75,22 @@ TEST_F(PsrServiceTest, DeviceDmaIsAttributedToTheDomain) {
   EXPECT_GT(svc->status(3)->counters.accesses, s->counters.accesses);
 }
 
+TEST_F(PsrServiceTest, SchedulerTakesMissesAndMbmBytesOnce) {
+  ASSERT_TRUE(svc->attach(4, mem));
+  ASSERT_TRUE(svc->set_thrtl(4, 30));
+  machine::GuestDma dma(mem);
+  std::vector<uint8_t> buf(4096, 1);
+  ASSERT_TRUE(dma.write(kBase + first_page(true) * 4096, buf.data(), buf.size()));
+  const MemoryCharge c = svc->take(4);
+  EXPECT_EQ(c.misses, 64u * 16);  // 64 lines, all cold, scaled by R = 16
+  EXPECT_EQ(c.bytes, svc->status(4)->counters.mbm_total_bytes);
+  EXPECT_EQ(c.thrtl, 30u);
+  const MemoryCharge again = svc->take(4);
+  EXPECT_EQ(again.misses, 0u);
+  EXPECT_EQ(again.bytes, 0u);
+  EXPECT_EQ(svc->take(99).misses, 0u);  // unknown domain: nothing
+}
+
 TEST_F(PsrServiceTest, MasksAndThrottlesAreValidated) {
   EXPECT_TRUE(svc->set_cbm(1, 0xf));
   auto bad = svc->set_cbm(1, 0x5);
