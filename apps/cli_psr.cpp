@@ -1,6 +1,8 @@
 #include "cli_psr.h"
 
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -19,6 +21,8 @@ struct Options {
   unsigned level = 3;
   unsigned interval_ms = 100;
   unsigned window_ms = 2000;
+  unsigned iterations = 0;  // psr-top: 0 = until interrupted
+  double delay_s = 1.0;
   bool cmt = false, cat = false, mba = false;
   bool json = false;
 };
@@ -144,6 +148,55 @@ std::string human_rate(double bytes_per_s) {
   return fmt::format("{:.0f} KB/s", bytes_per_s / 1e3);
 }
 
+// `vigil psr-top`: a live table like pqos's, one block per interval, busiest domain first.
+int top(const std::string& socket, const Options& o) {
+  if (o.delay_s < 0.1 || o.delay_s > 3600) return fail("-d takes 0.1 to 3600 seconds");
+  auto prev = call(socket, Json{{"op", "psr-cmt-show"}});
+  if (!prev) return fail(prev.error().message);
+  for (unsigned i = 0; o.iterations == 0 || i < o.iterations; ++i) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.delay_s));
+    auto now = call(socket, Json{{"op", "psr-cmt-show"}});
+    if (!now) return fail(now.error().message);
+    const double secs = static_cast<double>((*now)["time_ns"].get<uint64_t>() - (*prev)["time_ns"].get<uint64_t>()) / 1e9;
+    std::map<uint32_t, Json> before;
+    for (const auto& d : (*prev)["domains"]) before[d["id"].get<uint32_t>()] = d;
+    struct Row {
+      std::string name;
+      uint32_t id;
+      uint64_t occ_kb;
+      double mbt, misses, miss_rate;
+    };
+    std::vector<Row> rows;
+    for (const auto& d : (*now)["domains"]) {
+      const uint32_t id = d["id"].get<uint32_t>();
+      auto b = before.find(id);
+      auto diff = [&](const char* k) {
+        if (b == before.end() || d[k].get<uint64_t>() < b->second[k].get<uint64_t>()) return 0.0;
+        return static_cast<double>(d[k].get<uint64_t>() - b->second[k].get<uint64_t>());
+      };
+      const double acc = diff("accesses");
+      rows.push_back({d["name"].get<std::string>(), id, d["occupancy_bytes"].get<uint64_t>() / 1024,
+                      secs > 0 ? diff("mbm_total_bytes") / secs / 1e6 : 0, secs > 0 ? diff("misses") / secs : 0,
+                      acc > 0 ? diff("misses") / acc : 0});
+    }
+    std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) { return x.mbt > y.mbt; });
+    const std::time_t t = std::time(nullptr);
+    char when[32];
+    std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+    std::printf("TIME %s (modeled L3 %llu KB, interval %.2f s)\n", when,
+                static_cast<unsigned long long>((*now)["l3_cache_kb"].get<uint64_t>()), secs);
+    std::printf("%-20s %5s %12s %12s %14s %9s\n", "DOMAIN", "ID", "LLC[KB]", "MBT[MB/s]", "MISSES/s", "MISS-RATE");
+    for (const Row& r : rows) {
+      std::printf("%-20s %5u %12llu %12.1f %14.0f %8.1f%%\n", r.name.c_str(), r.id,
+                  static_cast<unsigned long long>(r.occ_kb), r.mbt, r.misses, 100 * r.miss_rate);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    prev = std::move(now);
+  }
+  return 0;
+}
+
 int noisy(const std::string& socket, const Options& o) {
   auto r = call(socket, Json{{"op", "psr-noisy"}, {"window_ms", o.window_ms}});
   if (!r) return fail(r.error().message);
@@ -239,8 +292,13 @@ std::function<std::optional<int>()> add_psr_commands(CLI::App& app, const std::s
   noisy_cmd->add_option("--window", o->window_ms, "milliseconds to observe (100-60000)")->capture_default_str();
   noisy_cmd->add_flag("--json", o->json, "print vigild's JSON answer");
 
+  CLI::App* top_cmd = app.add_subcommand("psr-top", "Live table of monitored domains' cache and bandwidth (like pqos)");
+  top_cmd->add_option("-n,--iterations", o->iterations, "print this many tables, then exit (default: until interrupted)");
+  top_cmd->add_option("-d,--delay", o->delay_s, "seconds between tables")->capture_default_str();
+
   return [=, &socket]() -> std::optional<int> {
     if (*noisy_cmd) return noisy(socket, *o);
+    if (*top_cmd) return top(socket, *o);
     if (*hw) {
       auto h = call(socket, Json{{"op", "psr-hwinfo"}});
       if (!h) return fail(h.error().message);

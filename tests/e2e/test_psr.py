@@ -126,6 +126,12 @@ class Psr(unittest.TestCase):
             self.assertIn("migration candidate: thrash", out + self.d.vigil("noisy").stdout)
         else:
             self.assertIsNone(verdict["migrate"], verdict)
+        # psr-top: -n tables, the busiest domain first.
+        top = self.d.vigil("psr-top", "-n", "2", "-d", "0.5").stdout
+        self.assertEqual(top.count("\nDOMAIN "), 2, top)
+        blocks = [b for b in top.split("TIME ")[1:]]
+        self.assertEqual(len(blocks), 2, top)
+        self.assertRegex(blocks[-1], r"MISS-RATE\nthrash ", top)
         # The small loop alone (thrasher paused) is nobody's victim.
         self.d.vigil("pause", "thrash")
         quiet = self.d.request({"op": "psr-noisy", "window_ms": 1500})
