@@ -18,6 +18,7 @@
 #include "cli_monitor.h"
 #include "cli_vtpm.h"
 #include "cli_snapshot.h"
+#include "cli_psr.h"
 #include "machine/machine.h"
 #include "toolstack/api.h"
 #include "vtpm/swtpm.h"
@@ -235,12 +236,14 @@ int main(int argc, char** argv) {
   const auto run_monitor = vigil::cli::add_monitor_commands(app, socket);
   const auto run_vtpm = vigil::cli::add_vtpm_commands(app, socket);
   const auto run_snapshot = vigil::cli::add_snapshot_commands(app, socket);
+  const auto run_psr = vigil::cli::add_psr_commands(app, socket);
 
   CLI11_PARSE(app, argc, argv);
   if (auto rc = run_introspect()) return *rc;
   if (auto rc = run_monitor()) return *rc;
   if (auto rc = run_vtpm()) return *rc;
   if (auto rc = run_snapshot()) return *rc;
+  if (auto rc = run_psr()) return *rc;
 
   for (const std::string& d : disks) {
     const bool ro = d.size() > 3 && d.ends_with(",ro");

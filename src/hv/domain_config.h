@@ -54,6 +54,10 @@ struct DomainConfig {
   unsigned cap = 0;           // percent of one CPU, 0 = no cap
   std::vector<std::vector<unsigned>> cpu_pins;  // per vCPU: allowed worker ids (empty = any)
   std::optional<VtpmConfig> vtpm;  // none = no TPM
+  // Noisy-neighbour monitor (hv/psr_service.h; xl.cfg psr_cmt, psr_cat_cbm, psr_mba_thrtl).
+  bool psr_cmt = false;             // monitoring attached at creation
+  uint64_t psr_cat_cbm = 0;         // CAT way mask, 0 = the default (all ways)
+  unsigned psr_mba_thrtl = 0;       // MBA throttle in percent (0..90, 10% steps)
 };
 
 }  // namespace vigil::hv

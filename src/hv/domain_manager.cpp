@@ -9,7 +9,14 @@
 
 namespace vigil::hv {
 
-DomainManager::DomainManager(unsigned workers) : m_sched(workers), m_reaper([this] { reaper_loop(); }) {}
+DomainManager::DomainManager(unsigned workers) : m_sched(workers), m_reaper([this] { reaper_loop(); }) {
+  if (auto p = PsrService::create(psr::host_l3_geometry())) {
+    m_psr = std::move(*p);
+  } else if (auto q = PsrService::create(psr::Geometry{})) {
+    m_psr = std::move(*q);  // the host's L3 has a shape the model refuses: use the reference
+  }
+  if (m_psr) m_sched.set_memory_meter(m_psr.get());
+}
 
 DomainManager::~DomainManager() {
   {
@@ -24,6 +31,7 @@ DomainManager::~DomainManager() {
     for (auto& [id, d] : m_domains) ids.push_back(id);
   }
   for (uint32_t id : ids) remove(id);
+  m_sched.set_memory_meter(nullptr);  // m_psr goes before m_sched
 }
 
 void DomainManager::start(const std::shared_ptr<Domain>& d, bool paused) {
@@ -48,6 +56,14 @@ Result<uint32_t> DomainManager::create_prepared(const DomainConfig& config,
   if (config.name.empty()) return make_error("a domain needs a name");
   if (config.cpu_weight < 1 || config.cpu_weight > 65535) return make_error("cpu_weight must be 1..65535");
   if (config.cap > 100 * config.vcpus) return make_error("cap must be 0..{} for {} vCPUs", 100 * config.vcpus, config.vcpus);
+  if (config.psr_cat_cbm != 0 || config.psr_cmt || config.psr_mba_thrtl != 0) {
+    if (!m_psr) return make_error("the noisy-neighbour cache model is not available, so psr_* keys cannot be honoured");
+    if (config.psr_cat_cbm != 0) {
+      if (auto r = psr::validate_cbm(config.psr_cat_cbm, m_psr->hwinfo().cbm_len); !r) {
+        return make_error("psr_cat_cbm: {}", r.error().message);
+      }
+    }
+  }
   uint32_t id;
   {
     std::lock_guard lock(m_mutex);
@@ -85,9 +101,29 @@ Result<uint32_t> DomainManager::create_prepared(const DomainConfig& config,
     }
     m_domains[id] = dom;
   }
+  if (m_psr) {
+    if (auto r = m_psr->apply_config(id, dom->machine().memory(), config); !r) {
+      m_psr->forget(id);
+      std::lock_guard lock(m_mutex);
+      m_domains.erase(id);
+      return std::unexpected(r.error());
+    }
+  }
   start(dom, paused);
   m_changed.notify_all();
   return id;
+}
+
+Result<void> DomainManager::psr_attach(uint32_t id) {
+  auto d = find(id);
+  if (!d) return std::unexpected(d.error());
+  if (!m_psr) return make_error("the noisy-neighbour cache model is not available");
+  if (auto r = m_psr->attach(id, (*d)->machine().memory()); !r) return r;
+  if (get(id) != *d) {
+    m_psr->forget(id);  // destroyed (or rebuilt) meanwhile: its memory is going
+    return make_error("domain {} went away while monitoring was attached", id);
+  }
+  return {};
 }
 
 Result<std::shared_ptr<Domain>> DomainManager::find(uint32_t id) {
@@ -161,6 +197,7 @@ void DomainManager::remove(uint32_t id) {
   // The vTPM process ends with its domain (its state directory stays), not whenever the last
   // console or monitor session lets go of the Domain: a new domain may take the state at once.
   if (d->tpm()) d->tpm()->shutdown();
+  if (m_psr) m_psr->forget(id);
   {
     std::lock_guard lock(m_mutex);
     m_domains.erase(id);
@@ -218,6 +255,7 @@ void DomainManager::reaper_loop() {
       } else if (action == LifecycleAction::kRestart) {
         const DomainConfig config = d->config();
         m_sched.remove_domain(ev.id);
+        if (m_psr) m_psr->forget(ev.id);  // its pages go; the rebuilt domain gets its config's settings
         // The same vTPM, reset as by a platform reset, so the new boot is measured afresh.
         std::shared_ptr<devices::TpmBackend> tpm = d->tpm();
         Result<std::unique_ptr<Domain>> fresh = make_error("unused");
@@ -229,6 +267,7 @@ void DomainManager::reaper_loop() {
         std::lock_guard dl(m_mutex);
         if (fresh) {
           std::shared_ptr<Domain> nd = std::move(*fresh);
+          if (m_psr) (void)m_psr->apply_config(ev.id, nd->machine().memory(), config);  // held at create
           m_domains[ev.id] = nd;
           start(nd);
         } else {

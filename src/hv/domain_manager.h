@@ -17,6 +17,7 @@
 
 #include "base/error.h"
 #include "hv/domain.h"
+#include "hv/psr_service.h"
 #include "hv/scheduler.h"
 
 namespace vigil::hv {
@@ -69,6 +70,10 @@ class DomainManager {
   Result<void> set_sched_credit(uint32_t id, std::optional<unsigned> weight, std::optional<unsigned> cap);
 
   Scheduler& scheduler() { return m_sched; }
+  // The shared-LLC model and its feeds (issue 10); nullptr if the model could not be built.
+  PsrService* psr() { return m_psr.get(); }
+  // psr-cmt-attach: monitoring for a running domain (detach goes to psr() directly).
+  Result<void> psr_attach(uint32_t id);
 
   // Blocks until domain `id` no longer exists or `timeout` passes; true if gone.
   bool wait_gone(uint32_t id, std::chrono::milliseconds timeout);
@@ -82,6 +87,7 @@ class DomainManager {
 
   Scheduler m_sched;
   TpmFactory m_tpm_factory;
+  std::unique_ptr<PsrService> m_psr;
   std::mutex m_mutex;
   std::condition_variable m_changed;
   std::map<uint32_t, std::shared_ptr<Domain>> m_domains;

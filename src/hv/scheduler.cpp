@@ -181,8 +181,27 @@ double Scheduler::cpu_seconds(uint32_t domid) {
   return it == m_doms.end() ? 0.0 : static_cast<double>(it->second->cpu_ns) / 1e9;
 }
 
+int64_t Scheduler::mba_budget(const Dom& d) const {
+  MemoryMeter* meter = m_meter.load(std::memory_order_acquire);
+  if (d.thrtl == 0 || meter == nullptr) return 0;
+  const double per_period = static_cast<double>(meter->peak_bytes_per_s()) * std::chrono::duration<double>(kPeriod).count();
+  return std::max<int64_t>(1, static_cast<int64_t>(per_period * (100 - std::min(d.thrtl, 100u)) / 100));
+}
+
+// Whether the domain may run in this period: under its cap and its MBA budget.
 bool Scheduler::under_cap(const Dom& d) const {
+  if (d.thrtl != 0) {
+    const int64_t budget = mba_budget(d);
+    if (budget != 0 && d.period_bytes >= budget) return false;
+  }
   return d.params.cap == 0 || d.period_used_ns < ns_of(kPeriod) * static_cast<int64_t>(d.params.cap) / 100;
+}
+
+Scheduler::MemoryEffect Scheduler::memory_effect(uint32_t domid) {
+  std::lock_guard lock(m_mutex);
+  auto it = m_doms.find(domid);
+  if (it == m_doms.end()) return {};
+  return {static_cast<double>(it->second->miss_credit_ns) / 1e9, it->second->mba_held_periods};
 }
 
 void Scheduler::refill_if_due(Clock::time_point now) {
@@ -203,6 +222,10 @@ void Scheduler::refill_if_due(Clock::time_point now) {
     // back out of the next period, so the cap holds on average.
     const int64_t budget = d->params.cap ? period * static_cast<int64_t>(d->params.cap) / 100 : 0;
     d->period_used_ns = d->params.cap ? std::max<int64_t>(0, d->period_used_ns - budget) : 0;
+    // MBA: bytes over the budget are paid back from the next period's, as cap overruns are.
+    const int64_t bytes_budget = mba_budget(*d);
+    if (bytes_budget != 0 && d->period_bytes >= bytes_budget) ++d->mba_held_periods;
+    d->period_bytes = bytes_budget ? std::max<int64_t>(0, d->period_bytes - bytes_budget) : 0;
     const int group = static_cast<int>(group_caps.size());
     group_caps.push_back(d->params.cap / 100.0);
     auto active = [](const Vcpu& v) {
@@ -307,9 +330,20 @@ void Scheduler::worker_loop(unsigned worker) {
     const auto wake_at = r == machine::Machine::StepResult::kIdle && wake_mtime != ~0ull
                              ? target->sched_host_time(wake_mtime)
                              : Clock::time_point::max();
+    MemoryCharge charge;
+    int64_t miss_ns = 0;
+    if (MemoryMeter* meter = m_meter.load(std::memory_order_acquire)) {
+      charge = meter->take(d->id);
+      miss_ns = static_cast<int64_t>(std::min<uint64_t>(charge.misses, uint64_t{1} << 32) * meter->miss_cost_ns());
+    }
 
     lock.lock();
-    v->credit_ns -= used;
+    // Misses of the domain's other vCPUs since the last take land on this one: fine, credit
+    // is shared out per domain anyway.
+    v->credit_ns -= used + miss_ns;
+    d->miss_credit_ns += miss_ns;
+    d->thrtl = charge.thrtl;
+    d->period_bytes += static_cast<int64_t>(std::min<uint64_t>(charge.bytes, uint64_t{1} << 48));
     v->cpu_ns += used;
     v->period_ns += used;
     v->last_ran = end;

@@ -8,6 +8,7 @@
 // parked and costs nothing until it is woken or its timer is due.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <atomic>
 #include <condition_variable>
@@ -29,6 +30,29 @@ class SchedTarget {
   virtual ~SchedTarget() = default;
   virtual machine::Machine::StepResult sched_step(unsigned vcpu, uint64_t budget, uint64_t& wake_mtime) = 0;
   virtual std::chrono::steady_clock::time_point sched_host_time(uint64_t mtime) = 0;
+};
+
+// Modeled memory traffic of a domain, from the noisy-neighbour cache model (hv/psr_service.h).
+// The scheduler takes it after every slice of one of the domain's vCPUs:
+//  - CAT's effect: each modeled LLC miss costs the vCPU that ran `miss_cost_ns` of credit on top
+//    of the host time it used, so a domain squeezed into few ways (more misses) gets less of
+//    the workers whenever it competes for them, as a core stalled on DRAM retires less work.
+//  - MBA's effect: a throttle of T% limits the domain to (100 - T)% of the modeled memory
+//    system's peak (`peak_bytes_per_s`) per accounting period: once its modeled bytes in the
+//    period reach that budget its vCPUs are held off until the next period (excess is paid
+//    back from the next budget, as caps are), so the domain's bandwidth and CPU share drop.
+struct MemoryCharge {
+  uint64_t misses = 0;  // modeled misses since the previous take (scaled by the sampling)
+  uint64_t bytes = 0;   // modeled memory bytes since the previous take
+  unsigned thrtl = 0;   // the domain's MBA throttle now, percent
+};
+class MemoryMeter {
+ public:
+  virtual ~MemoryMeter() = default;
+  // Any worker thread; must not block for long (one short lock at most).
+  virtual MemoryCharge take(uint32_t domid) = 0;
+  virtual uint64_t miss_cost_ns() const = 0;
+  virtual uint64_t peak_bytes_per_s() const = 0;
 };
 
 struct SchedParams {
@@ -68,6 +92,9 @@ class Scheduler {
   // A vCPU may have work (interrupt, IPI, HSM start): any thread.
   void wake(uint32_t domid, unsigned vcpu);
 
+  // The cache model's meter (nullptr: none); the meter must outlive its use (unset it first).
+  void set_memory_meter(MemoryMeter* meter) { m_meter.store(meter, std::memory_order_release); }
+
   bool set_params(uint32_t domid, SchedParams params);
   SchedParams params(uint32_t domid);
   bool pin(uint32_t domid, unsigned vcpu, const std::vector<unsigned>& workers);
@@ -81,6 +108,13 @@ class Scheduler {
     uint64_t translated_blocks = 0;  // blocks of guest code translated to host code so far
     double credit_seconds = 0;       // scheduler credit now (negative: in debt)
   };
+  // Memory effects applied to a domain so far (MemoryMeter): credit charged for modeled misses,
+  // and how many accounting periods MBA held the domain back.
+  struct MemoryEffect {
+    double miss_credit_seconds = 0;
+    uint64_t mba_held_periods = 0;
+  };
+  MemoryEffect memory_effect(uint32_t domid);
   std::vector<VcpuInfo> vcpu_info(uint32_t domid);
   double cpu_seconds(uint32_t domid);
 
@@ -111,12 +145,18 @@ class Scheduler {
     bool removing = false;
     int64_t period_used_ns = 0;
     int64_t cpu_ns = 0;
+    int64_t period_bytes = 0;      // modeled memory bytes this period (MBA)
+    unsigned thrtl = 0;            // MBA throttle, from the meter
+    bool mba_held = false;         // held back by MBA in this period
+    int64_t miss_credit_ns = 0;    // credit charged for modeled misses, total
+    uint64_t mba_held_periods = 0;
     std::vector<Vcpu> vcpus;
   };
 
   void worker_loop(unsigned worker);
   void refill_if_due(Clock::time_point now);
   bool under_cap(const Dom& d) const;
+  int64_t mba_budget(const Dom& d) const;  // bytes per period; 0 = unthrottled
   Vcpu* pick(unsigned worker, Clock::time_point now, Dom*& dom);
   bool any_running(const Dom& d) const;
   static uint64_t mask_of(const std::vector<unsigned>& workers);
@@ -127,6 +167,7 @@ class Scheduler {
   std::map<uint32_t, std::unique_ptr<Dom>> m_doms;
   Clock::time_point m_period_end;
   bool m_shutdown = false;
+  std::atomic<MemoryMeter*> m_meter{nullptr};
   std::vector<std::thread> m_threads;
 };
 

@@ -16,6 +16,7 @@ class GuestDma final : public devices::DmaMemory {
   bool read(uint64_t gpa, void* dst, uint64_t len) override {
     if (!m_mem.allows(gpa, len, riscv::p2m::kRead)) return false;
     if (len) std::memcpy(dst, m_mem.ptr(gpa), len);
+    if (len && m_mem.any_marks()) [[unlikely]] m_mem.note_marked_access(gpa, len, riscv::AccessType::kRead);
     return true;
   }
   bool write(uint64_t gpa, const void* src, uint64_t len) override {
@@ -23,6 +24,7 @@ class GuestDma final : public devices::DmaMemory {
     if (len) {
       std::memcpy(m_mem.ptr(gpa), src, len);
       m_mem.note_write(gpa, len);
+      if (m_mem.any_marks()) [[unlikely]] m_mem.note_marked_access(gpa, len, riscv::AccessType::kWrite);
     }
     return true;
   }

@@ -27,7 +27,8 @@ GuestMemory::GuestMemory(uint8_t* host, uint64_t base, uint64_t size)
       m_gen(new std::atomic<uint32_t>[size >> kPageShift]()),
       m_code(new std::atomic<uint8_t>[size >> kPageShift]()),
       m_rights(new std::atomic<uint8_t>[size >> kPageShift]()),
-      m_breakpoints(new std::atomic<uint8_t>[size >> kPageShift]()) {
+      m_breakpoints(new std::atomic<uint8_t>[size >> kPageShift]()),
+      m_marks(new std::atomic<uint8_t>[size >> kPageShift]()) {
   for (uint64_t i = 0; i < (size >> kPageShift); ++i) m_rights[i].store(p2m::kAll, std::memory_order_relaxed);
 }
 
@@ -57,6 +58,19 @@ void GuestMemory::set_breakpoint_page(uint64_t index, bool on) {
   if (index >= (m_size >> kPageShift)) return;
   m_breakpoints[index].store(on ? 1 : 0, std::memory_order_release);
   m_gen[index].fetch_add(1, std::memory_order_acq_rel);
+}
+
+void GuestMemory::set_mark(uint64_t index, uint8_t reason, bool on) {
+  if (index >= (m_size >> kPageShift)) return;
+  const uint8_t old = on ? m_marks[index].fetch_or(reason, std::memory_order_acq_rel)
+                         : m_marks[index].fetch_and(static_cast<uint8_t>(~reason), std::memory_order_acq_rel);
+  const uint8_t now = on ? (old | reason) : (old & ~reason);
+  if (old == now) return;
+  if (old == 0) m_marked_pages.fetch_add(1, std::memory_order_relaxed);
+  if (now == 0) m_marked_pages.fetch_sub(1, std::memory_order_relaxed);
+  // Decoded code (and translated blocks) of the page are rebuilt; TLBs are flushed.
+  m_gen[index].fetch_add(1, std::memory_order_acq_rel);
+  rights_epoch.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void GuestMemory::note_write(uint64_t pa, uint64_t len) {
@@ -313,7 +327,9 @@ void Hart::refill_fetch() {
       return;  // the fault was raised
     }
     DecodedPage* page = decoded_page_for(index);
-    if (!cacheable || !whole_page || !p2m_exec) {
+    const uint8_t marks = m_mem.marks(index);
+    if (marks != 0) [[unlikely]] m_mem.note_marked_access(pa, 2, AccessType::kFetch);
+    if (!cacheable || !whole_page || !p2m_exec || marks != 0) {
       // Not cacheable in the fetch TLB: use it for this page visit only.
       m_fetch_page = page;
       m_fetch_page_index = index;
@@ -432,7 +448,7 @@ void Hart::decode_slot(Hart& h, const DecodedInsn& d) {
   }
   DecodedPage* fetch_page = h.m_fetch_page;
   if (h.jit_enabled && &slot >= fetch_page->slots && &slot < std::end(fetch_page->slots) &&
-      !h.m_mem.has_breakpoints(h.m_fetch_page_index)) {
+      !h.m_mem.has_breakpoints(h.m_fetch_page_index) && h.m_mem.marks(h.m_fetch_page_index) == 0) {
     // Count this slot's runs: when it gets hot, a block is translated from here.
     if (const uint16_t real = handler_index(slot.fn); real != kNoHandlerIndex) {
       fetch_page->real[off >> 1] = real;

@@ -76,6 +76,22 @@ inline constexpr uint32_t kCsrWrite = 1,  // csr_write of any CSR (the hook filt
 // a6 is the function id, a0-a5 its arguments; a0/a1 return the SBI error and value.
 inline constexpr uint64_t kGuestRequestEid = 0x0956494c;
 
+// Why a page is marked to leave the fast path (DESIGN.md "Hooks are part of the core"): a
+// marked page never enters the data TLB or the fetch TLB and is never translated, so every
+// access to it reaches access_page / refill_fetch, which tell the memory's PageObserver.
+// P2m rights restrictions (vm_event) use the same exits through GuestMemory::rights().
+namespace mark {
+inline constexpr uint8_t kPsrSample = 1;  // a page the cache model samples (src/psr)
+}  // namespace mark
+
+// Told of accesses to marked pages: by harts (data, atomics, one per entry into a code page)
+// and by device DMA (GuestDma). `pa` is guest-physical; may be called from any vCPU thread.
+class PageObserver {
+ public:
+  virtual ~PageObserver() = default;
+  virtual void on_marked_access(uint64_t pa, uint64_t len, AccessType type) = 0;
+};
+
 enum class HookVerdict : uint8_t {
   kContinue,  // proceed as the guest asked
   kDeny,      // the CSR write / system call / breakpointed instruction does not happen
@@ -147,6 +163,19 @@ class GuestMemory {
   }
   void set_breakpoint_page(uint64_t index, bool on);
 
+  // Page marks (mark:: reasons). Setting or clearing a mark drops cached translations and
+  // decoded code of the page (harts see it from their next slice).
+  uint8_t marks(uint64_t index) const { return m_marks[index].load(std::memory_order_relaxed); }
+  bool any_marks() const { return m_marked_pages.load(std::memory_order_relaxed) != 0; }
+  void set_mark(uint64_t index, uint8_t reason, bool on);
+  // Tells the observer of an access to [pa, pa+len) if the range touches a marked page.
+  void note_marked_access(uint64_t pa, uint64_t len, AccessType type) {
+    PageObserver* o = page_observer.load(std::memory_order_acquire);
+    if (o != nullptr) o->on_marked_access(pa, len, type);
+  }
+  // Set before marking pages; must outlive every access (cleared only when no hart runs).
+  std::atomic<PageObserver*> page_observer{nullptr};
+
  private:
   uint8_t* m_host;
   uint64_t m_base;
@@ -155,7 +184,9 @@ class GuestMemory {
   std::unique_ptr<std::atomic<uint8_t>[]> m_code;
   std::unique_ptr<std::atomic<uint8_t>[]> m_rights;
   std::unique_ptr<std::atomic<uint8_t>[]> m_breakpoints;
+  std::unique_ptr<std::atomic<uint8_t>[]> m_marks;
   std::atomic<uint64_t> m_restricted_pages{0};
+  std::atomic<uint64_t> m_marked_pages{0};
 };
 
 // What a hart needs from the board it sits on. Implemented by machine::Machine.

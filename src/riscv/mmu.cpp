@@ -208,7 +208,9 @@ bool Hart::access_page(uint64_t va, unsigned size, AccessType type, uint64_t& va
       value = 0;
       std::memcpy(&value, host, size);
     }
-    if (cacheable && whole_page && p2m_ok && m_mem.contains(pa & ~kPageMask, kPageSize)) {
+    const uint8_t marks = m_mem.marks(index);
+    if (marks != 0) [[unlikely]] m_mem.note_marked_access(pa, size, type);
+    if (cacheable && whole_page && p2m_ok && marks == 0 && m_mem.contains(pa & ~kPageMask, kPageSize)) {
       TlbEntry& e = (type == AccessType::kWrite ? m_dtlb_write : m_dtlb_read)[tlb_index(va)];
       if (type != AccessType::kWrite || !m_mem.page_has_code(index)) {
         e.tag = va >> kPageShift;
@@ -318,6 +320,7 @@ uint8_t* Hart::atomic_pointer(uint64_t va, unsigned size, bool for_write) {
     m_mem.note_write(pa, size);
     if (m_mem.page_index(pa) == m_fetch_page_index) invalidate_fetch();
   }
+  if (m_mem.marks(m_mem.page_index(pa)) != 0) [[unlikely]] m_mem.note_marked_access(pa, size, type);
   return m_mem.ptr(pa);
 }
 

@@ -18,6 +18,7 @@
 #include "toolstack/api_monitor.h"
 #include "toolstack/api_vtpm.h"
 #include "toolstack/api_snapshot.h"
+#include "toolstack/api_psr.h"
 #include "toolstack/xl_config.h"
 
 namespace vigil::toolstack {
@@ -156,6 +157,7 @@ Json handle_request(hv::DomainManager& m, const Json& req) {
   if (auto answer = handle_gdb_request(m, op, req)) return *answer;
   if (auto answer = handle_vtpm_request(m, op, req)) return *answer;
   if (auto answer = handle_snapshot_request(m, op, req)) return *answer;
+  if (auto answer = handle_psr_request(m, op, req)) return *answer;
   return error_json(fmt::format("unknown op \"{}\"", op));
 }
 

@@ -122,6 +122,17 @@ std::string render_metrics(hv::DomainManager& m) {
       fam("vigil_net_receive_drops_total", "counter", "Frames for the guest that were dropped.").add(l, s.rx_dropped);
       fam("vigil_net_transmit_drops_total", "counter", "Frames from the guest that were dropped.").add(l, s.tx_dropped);
     }
+    // Noisy-neighbour monitor (hv/psr_service.h): modeled reference-L3 figures, only for
+    // domains with monitoring attached (psr-cmt-attach or psr_cmt = 1).
+    if (hv::PsrService* psr = m.psr()) {
+      if (auto ps = psr->status(d.id); ps && ps->rmid != 0) {
+        fam("vigil_domain_cache_occupancy_bytes", "gauge", "Modeled shared-L3 bytes the domain's lines occupy.")
+            .add(dl, ps->counters.occupancy_bytes);
+        fam("vigil_domain_memory_bandwidth_bytes_total", "counter",
+            "Modeled memory traffic of the domain (L3 misses and dirty writebacks, bytes).")
+            .add(dl, ps->counters.mbm_total_bytes);
+      }
+    }
   }
   std::string out;
   for (const auto& [name, family] : f) family.write(out);

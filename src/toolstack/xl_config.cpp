@@ -46,10 +46,10 @@ constexpr uintmax_t kMaxConfigBytes = 1 << 20;
 // Long keys and values are cut in messages so one sentence stays one line.
 constexpr size_t kMaxShownChars = 48;
 
-constexpr std::array<std::string_view, 20> kKnownKeys = {
+constexpr std::array<std::string_view, 23> kKnownKeys = {
     "name", "memory", "vcpus",       "kernel",    "ramdisk",  "extra",      "cmdline", "firmware", "disk",
     "vif",  "rng",    "on_poweroff", "on_reboot", "on_crash", "cpu_weight", "cap",     "cpus",     "system_map",
-    "kernel_btf", "vtpm"};
+    "kernel_btf", "vtpm", "psr_cmt", "psr_cat_cbm", "psr_mba_thrtl"};
 
 // Xen keys that Vigil cannot honour. Ignoring them would boot something other than what the file
 // asks for, so each is an error that says what to do instead.
@@ -1011,6 +1011,22 @@ class Applier {
       if (!cap) return std::unexpected(cap.error());
       m_config.cap = static_cast<unsigned>(*cap);
       m_cap_line = s.line;
+    } else if (key == "psr_cmt" || key == "psr_cat_cbm" || key == "psr_mba_thrtl") {
+      // Noisy-neighbour monitor. The mask's rules (contiguous, within the cache's ways) depend on
+      // the vigild's cache model and are checked when the domain is created.
+      if (key == "psr_cmt") {
+        auto on = want_uint(s, "0 or 1", 0, 1, "0 or 1");
+        if (!on) return std::unexpected(on.error());
+        m_config.psr_cmt = *on == 1;
+      } else if (key == "psr_cat_cbm") {
+        auto cbm = want_uint(s, "a capacity bitmask (e.g. 0xf)", 1, ~0ull, "a non-zero capacity bitmask");
+        if (!cbm) return std::unexpected(cbm.error());
+        m_config.psr_cat_cbm = *cbm;
+      } else {
+        auto t = want_uint(s, "a throttle in percent", 0, 90, "0 to 90 (percent, in steps of 10)");
+        if (!t) return std::unexpected(t.error());
+        m_config.psr_mba_thrtl = static_cast<unsigned>(*t);
+      }
     } else if (key == "cpus") {
       return apply_cpus(s);
     } else if (key == "vtpm") {
@@ -1244,6 +1260,9 @@ std::string to_xl_config(const hv::DomainConfig& config) {
   set("cpu_weight", fmt::format("{}", config.cpu_weight));
   set("cap", fmt::format("{}", config.cap));
   if (config.vtpm) set_list("vtpm", {format_vtpm_spec(*config.vtpm)});
+  if (config.psr_cmt) set("psr_cmt", "1");
+  if (config.psr_cat_cbm) set("psr_cat_cbm", fmt::format("{:#x}", config.psr_cat_cbm));
+  if (config.psr_mba_thrtl) set("psr_mba_thrtl", fmt::format("{}", config.psr_mba_thrtl));
   const auto& pins = config.cpu_pins;
   if (!pins.empty()) {
     if (std::all_of(pins.begin(), pins.end(), [&](const auto& p) { return p == pins.front(); })) {

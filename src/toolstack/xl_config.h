@@ -8,7 +8,9 @@
 //     A decimal with a leading zero is refused because Xen would read it as octal.
 //   - Keys: name, memory, vcpus, kernel, ramdisk, extra (alias cmdline), firmware, disk, vif, rng,
 //     on_poweroff, on_reboot, on_crash, cpu_weight, cap, cpus, system_map, kernel_btf, vtpm
-//     (`vtpm = [ "state=DIR" ]` or `[ "" ]`: one vTPM, README "vTPM"). A key may appear once.
+//     (`vtpm = [ "state=DIR" ]` or `[ "" ]`: one vTPM, README "vTPM"), psr_cmt (0/1: cache
+//     monitoring attached at creation), psr_cat_cbm (CAT way mask), psr_mba_thrtl (MBA
+//     throttle, percent). A key may appear once.
 //   - kIgnoredXlKeys (type, builder, uuid, apic, pae, hap) are accepted and ignored: they describe
 //     nothing a Vigil guest can differ in. Any other key is an error, with a "did you mean" hint.
 //

@@ -48,13 +48,17 @@ on_crash = "restart"
 cpu_weight = 512
 cap = 150
 cpus = [ "0-1", "2,4-5" ]
+psr_cmt = 1
+psr_cat_cbm = 0xf0
+psr_mba_thrtl = 30
 )";
 
 // Compares every field. The structured bindings stop compiling when a struct gains a field, so this
 // comparison cannot silently fall behind DomainConfig.
 void expect_same(const DomainConfig& a, const DomainConfig& b) {
   const auto& [name, memory_mib, vcpus, kernel, ramdisk, extra, firmware, system_map, kernel_btf, disks, nics, rng,
-               on_poweroff, on_reboot, on_crash, cpu_weight, cap, cpu_pins, vtpm] = a;
+               on_poweroff, on_reboot, on_crash, cpu_weight, cap, cpu_pins, vtpm, psr_cmt, psr_cat_cbm,
+               psr_mba_thrtl] = a;
   EXPECT_EQ(name, b.name);
   EXPECT_EQ(memory_mib, b.memory_mib);
   EXPECT_EQ(vcpus, b.vcpus);
@@ -91,6 +95,9 @@ void expect_same(const DomainConfig& a, const DomainConfig& b) {
   if (vtpm) {
     EXPECT_EQ(vtpm->state_dir, b.vtpm->state_dir);
   }
+  EXPECT_EQ(psr_cmt, b.psr_cmt);
+  EXPECT_EQ(psr_cat_cbm, b.psr_cat_cbm);
+  EXPECT_EQ(psr_mba_thrtl, b.psr_mba_thrtl);
 }
 
 DomainConfig parse_ok(const std::string& text) {
@@ -305,6 +312,21 @@ TEST(XlConfig, CapLimitFollowsVcpusWhereverItIsSet) {
   EXPECT_EQ(parse_line_ok("cap = 250\nvcpus = 3").cap, 250u);
   EXPECT_EQ(parse_error(std::string(kPrelude) + "cap = 250\nvcpus = 2\n"),
             "dom.cfg:3: cap: expected 0 to 200 (percent of one CPU, 100 per vCPU with vcpus = 2), got 250");
+}
+
+TEST(XlConfig, PsrKeys) {
+  const DomainConfig full = parse_ok(kFullConfig);
+  EXPECT_TRUE(full.psr_cmt);
+  EXPECT_EQ(full.psr_cat_cbm, 0xf0u);
+  EXPECT_EQ(full.psr_mba_thrtl, 30u);
+  const DomainConfig plain = parse_line_ok("rng = 1");
+  EXPECT_FALSE(plain.psr_cmt);
+  EXPECT_EQ(plain.psr_cat_cbm, 0u);
+  EXPECT_EQ(plain.psr_mba_thrtl, 0u);
+  EXPECT_EQ(parse_error(std::string(kPrelude) + "psr_mba_thrtl = 95\n"),
+            "dom.cfg:3: psr_mba_thrtl: expected 0 to 90 (percent, in steps of 10), got 95");
+  EXPECT_NE(parse_error(std::string(kPrelude) + "psr_cat_cbm = 0\n").find("non-zero capacity bitmask"), std::string::npos);
+  EXPECT_NE(parse_error(std::string(kPrelude) + "psr_cmt = 2\n").find("0 or 1"), std::string::npos);
 }
 
 TEST(XlConfig, BadListEntryNamesItsOwnLine) {
