@@ -224,6 +224,35 @@ class Migrate(unittest.TestCase):
         self.assertFalse(os.path.exists(self.path("net.snap")))
         self.assertEqual(self.a.domains()["net"]["state"], "running")
 
+    def test_monitors_are_detached_with_an_event_before_a_save(self):
+        self.boot_checker(self.a, memory=128, vcpus=1)
+        r = self.a.request({"op": "monitor-open", "domain": "mc", "name": "watcher",
+                            "events": [{"type": "request", "sync": False}]})
+        self.assertTrue(r.get("ok"), r)
+        with socket.socket(socket.AF_UNIX) as mon:
+            mon.connect("\0" + r["socket"])
+            mon.settimeout(30)
+            buf = b""
+            while b'"ready"' not in buf:
+                chunk = mon.recv(1 << 16)
+                self.assertTrue(chunk, "the monitor session ended before it was ready")
+                buf += chunk
+            self.a.vigil("save", "-c", "mc", self.path("m.snap"))
+            # Events may come before it; then the detached line, then the end of the session.
+            while True:
+                chunk = mon.recv(1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+        lines = [json.loads(l) for l in buf.decode().splitlines() if l.strip()]
+        detached = [l for l in lines if l.get("event") == "detached"]
+        self.assertEqual(len(detached), 1, lines[-5:])
+        self.assertEqual(detached[0]["reason"], "the domain is being saved")
+        sessions = self.a.request({"op": "monitor-list", "domain": "mc"})["sessions"]
+        self.assertEqual([(s["state"], s.get("end_reason")) for s in sessions],
+                         [("closed", "the domain is being saved")])
+        self.assertEqual(self.a.domains()["mc"]["state"], "running")
+
 
 if __name__ == "__main__":
     unittest.main()
