@@ -121,11 +121,15 @@ class Psr(unittest.TestCase):
         self.assertGreater(verdict["victims"][0]["evicted_share"], 0.6, verdict)
         # Saturation depends on how fast this machine runs the thrasher today; when the model
         # calls the memory system saturated, the thrasher is the one to move.
+        # (Each window decides for itself: the CLI's and the JSON request's may differ.)
         if verdict["saturated"]:
             self.assertEqual(verdict["migrate"]["name"], "thrash", verdict)
-            self.assertIn("migration candidate: thrash", out + self.d.vigil("noisy").stdout)
         else:
             self.assertIsNone(verdict["migrate"], verdict)
+        if ", saturated)" in out:
+            self.assertIn("migration candidate: thrash (id", out)
+        else:
+            self.assertIn("migration candidate: none", out)
         # psr-top: -n tables, the busiest domain first.
         top = self.d.vigil("psr-top", "-n", "2", "-d", "0.5").stdout
         self.assertEqual(top.count("\nDOMAIN "), 2, top)
