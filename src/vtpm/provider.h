@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,6 +58,13 @@ class Provider {
   void launcher_loop();
 
   Options m_options;
+  // Launcher thread only: which domain's swtpm holds each (canonical) state directory, so a
+  // second domain naming the same directory is refused in a sentence rather than by swtpm's lock.
+  struct InUse {
+    std::weak_ptr<Swtpm> tpm;
+    std::string domain;
+  };
+  std::map<std::string, InUse> m_in_use;
   std::mutex m_mutex;
   std::condition_variable m_cv;
   std::deque<std::function<void()>> m_jobs;

@@ -122,6 +122,14 @@ class VtpmDomains(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, r"^vigil: vTPM of domain 'bad': cannot create vTPM state directory '.*/file/x': .*\n$")
         self.assertNotIn("bad", self.d.domains())
+        # Two domains on one state directory: the second is refused, naming the first.
+        self.d.vigil("create", self.config("one", "sleep 60", 'vtpm = [ "state=shared" ]'))
+        r = self.d.vigil("create", self.config("two", "sleep 60", 'vtpm = [ "state=shared" ]'), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, f"vigil: vTPM of domain 'two': state directory '{self.tmp}/shared' is in use by "
+                                   "domain 'one'\n")
+        self.d.vigil("destroy", "one")
+        self.d.vigil("create", self.config("two", "sleep 60", 'vtpm = [ "state=shared" ]'))
         r = self.d.vigil("create", self.config("bad2", "true", 'vtpm = [ "backend=vtpmmgr" ]'), check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("bad2.cfg:8: vtpm: entry 1: backend= names a Xen vTPM stub domain", r.stderr)
