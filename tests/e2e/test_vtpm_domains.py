@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -94,6 +95,14 @@ class VtpmDomains(unittest.TestCase):
         out = self.console_when("tpm-a", "VTEST-TPM pcr 8")
         self.assertEqual(PRIMARY.search(out).group(1), key_a, "the vTPM state survived destroy + create")
         self.assertNotEqual(self.vtpms("tpm-a")[0]["pid"], pid_a)
+
+        # A killed swtpm shows in vtpm-list (reaped by a sandboxed API thread through its pidfd).
+        pid_b = listing["tpm-b"]["pid"]
+        os.kill(pid_b, signal.SIGKILL)
+        self.assertTrue(wait_for(lambda: self.vtpms("tpm-b")[0]["status"] == "killed by signal 9", 10, step=0.1),
+                        self.vtpms("tpm-b"))
+        self.assertIsNone(proc_state(pid_b), "reaped, not a zombie")
+        self.d.vigil("destroy", "tpm-b")
 
     def test_reboot_resets_and_remeasures_the_tpm(self):
         cmd = ("vtest-tpm2 /dev/tpmrm0 getrandom 8; vtest-tpm2 /dev/tpmrm0 pcrread 8; "
