@@ -97,9 +97,9 @@ Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const 
     }
   } else {
     auto key = m_options.key_helper.empty()
-                   ? state_key(m_options.host_tcti, state_dir)
+                   ? state_key(m_options.host_tcti, state_dir, m_options.host_pcr_mask)
                    : state_key_via_helper(m_options.key_helper, m_options.host_tcti, state_dir,
-                                          m_options.host_tpm_timeout_ms);
+                                          m_options.host_pcr_mask, m_options.host_tpm_timeout_ms);
     if (!key) return make_error("vTPM of domain '{}': {}", domain, key.error().message);
     o.state_key = std::move(*key);
     o.host_tpm = m_options.host_tcti;

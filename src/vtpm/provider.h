@@ -35,6 +35,7 @@ class Provider {
     // host_tpm_timeout_ms; "" = in the launcher thread, without a deadline.
     std::string key_helper;
     unsigned host_tpm_timeout_ms = 30'000;
+    uint32_t host_pcr_mask = 0;  // new keys unseal only while these host PCRs keep their values
   };
   // /var/lib/vigil/vtpm for root, else /tmp/vigil-UID/vtpm (beside the default socket).
   static std::string default_root();
