@@ -17,6 +17,7 @@
 #include "cli_introspect.h"
 #include "cli_monitor.h"
 #include "cli_vtpm.h"
+#include "cli_snapshot.h"
 #include "machine/machine.h"
 #include "toolstack/api.h"
 #include "vtpm/swtpm.h"
@@ -219,14 +220,27 @@ int main(int argc, char** argv) {
   sched->add_option("-w,--weight", weight, "weight (1-65535, default 256)");
   sched->add_option("-c,--cap", cap, "cap in percent of one CPU (0 = none)");
 
+  // GDB stub (toolstack/api_gdb.h).
+  std::string gdb_address = "127.0.0.1";
+  unsigned gdb_port = 1234;
+  CLI::App* gdbserver = app.add_subcommand("gdbserver", "Let gdb debug a domain: vigild listens for gdb's remote protocol");
+  gdbserver->add_option("domain", domain, "domain name or id")->required();
+  gdbserver->add_option("-p,--port", gdb_port, "TCP port (0: any free one; default 1234)")->check(CLI::Range(0, 65535));
+  gdbserver->add_option("-a,--address", gdb_address, "IPv4 address to listen on (default 127.0.0.1)");
+  CLI::App* gdbserver_stop = app.add_subcommand("gdbserver-stop", "Close a domain's gdbserver (a debugger on it detaches)");
+  gdbserver_stop->add_option("domain", domain, "domain name or id")->required();
+  CLI::App* gdbserver_list = app.add_subcommand("gdbserver-list", "List the domains' gdbservers");
+
   const auto run_introspect = vigil::cli::add_introspect_commands(app, socket);
   const auto run_monitor = vigil::cli::add_monitor_commands(app, socket);
   const auto run_vtpm = vigil::cli::add_vtpm_commands(app, socket);
+  const auto run_snapshot = vigil::cli::add_snapshot_commands(app, socket);
 
   CLI11_PARSE(app, argc, argv);
   if (auto rc = run_introspect()) return *rc;
   if (auto rc = run_monitor()) return *rc;
   if (auto rc = run_vtpm()) return *rc;
+  if (auto rc = run_snapshot()) return *rc;
 
   for (const std::string& d : disks) {
     const bool ro = d.size() > 3 && d.ends_with(",ro");
@@ -319,6 +333,26 @@ int main(int argc, char** argv) {
       return 1;
     }
     return call(socket, Json{{"op", "vcpu-pin"}, {"domain", domain}, {"vcpu", vcpu_index}, {"cpus", cpus}}) ? 0 : 1;
+  }
+  if (*gdbserver) {
+    auto r = call(socket, Json{{"op", "gdbserver"}, {"domain", domain}, {"address", gdb_address}, {"port", gdb_port}});
+    if (!r) return 1;
+    const std::string where = fmt::format("{}:{}", (*r)["address"].get<std::string>(), (*r)["port"].get<unsigned>());
+    std::printf("domain %s: gdbserver on %s\n  gdb-multiarch -ex 'target remote %s' vmlinux\n", domain.c_str(),
+                where.c_str(), where.c_str());
+    return 0;
+  }
+  if (*gdbserver_stop) return call(socket, Json{{"op", "gdbserver-stop"}, {"domain", domain}}) ? 0 : 1;
+  if (*gdbserver_list) {
+    auto r = call(socket, Json{{"op", "gdbserver-list"}});
+    if (!r) return 1;
+    std::printf("%-6s %-20s %-22s %s\n", "ID", "Name", "Address", "Debugger");
+    for (const auto& s : (*r)["servers"]) {
+      std::printf("%-6u %-20s %-22s %s\n", s["id"].get<unsigned>(), s["domain"].get<std::string>().c_str(),
+                  fmt::format("{}:{}", s["address"].get<std::string>(), s["port"].get<unsigned>()).c_str(),
+                  s["client"].get<bool>() ? "attached" : "-");
+    }
+    return 0;
   }
   if (*sched) {
     Json req{{"op", "sched-credit"}, {"domain", domain}};

@@ -86,7 +86,7 @@ class MeasureError(Exception):
 class Vigild:
     """One vigild process on its own temporary socket; always stop() it."""
 
-    def __init__(self, args, workers=None):
+    def __init__(self, args, workers=None, extra=()):
         self.args = args
         self.dir = tempfile.mkdtemp(prefix="vigil-sched-")
         self.sock = os.path.join(self.dir, "vigild.sock")
@@ -94,6 +94,7 @@ class Vigild:
         argv = [args.vigild, "--socket", self.sock]
         if workers is not None:
             argv += ["--workers", str(workers)]
+        argv += list(extra)
         self.argv = argv
         self.log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT,

@@ -191,6 +191,12 @@ void add_api(std::vector<Rule>& r) {
       // it: no waitid on other ids, no kill(2), so no other process can be signalled or reaped.
       {VIGIL_SYS(waitid), {int_is(0, P_PIDFD)}},
       {VIGIL_SYS(pidfd_send_signal)},
+      // Saving a domain (issue 11, migrate/snapshot.h): the snapshot is written into an
+      // unnamed write-only file (O_TMPFILE; nothing else opens with a create bit) and given
+      // its name by linkat through /proc/self/fd once complete. linkat adds a name and never
+      // replaces one, so no existing file can be overwritten, truncated or removed.
+      {VIGIL_SYS(openat), {masked_is(2, O_ACCMODE | kOpenCreates, O_WRONLY | (O_TMPFILE & ~O_DIRECTORY))}},
+      {VIGIL_SYS(linkat), {int_is(4, AT_SYMLINK_FOLLOW)}},
   });
 }
 

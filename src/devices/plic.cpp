@@ -185,6 +185,39 @@ void Plic::complete(unsigned context, uint32_t source) {
   update_outputs();
 }
 
+Plic::State Plic::save_state() const {
+  std::lock_guard lock(m_mutex);
+  return State{m_priority, m_level, m_in_service, m_enable, m_threshold};
+}
+
+Result<void> Plic::restore_state(const State& s) {
+  if (s.priority.size() != m_num_sources || s.level.size() != m_words || s.in_service.size() != m_words ||
+      s.enable.size() != m_enable.size() || s.threshold.size() != m_num_contexts) {
+    return make_error("the PLIC has {} sources and {} contexts, the snapshot's does not match", m_num_sources,
+                      m_num_contexts);
+  }
+  for (unsigned id = 0; id < m_num_sources; ++id) {
+    if (s.priority[id] > kPriorityMask || (id == 0 && s.priority[id] != 0))
+      return make_error("priority {} of source {} is not valid", s.priority[id], id);
+  }
+  for (unsigned c = 0; c < m_num_contexts; ++c) {
+    if (s.threshold[c] > kPriorityMask) return make_error("threshold {} of context {} is not valid", s.threshold[c], c);
+  }
+  std::lock_guard lock(m_mutex);
+  m_priority = s.priority;
+  for (unsigned w = 0; w < m_words; ++w) {
+    // Bits of sources that do not exist stay clear whatever the snapshot says.
+    m_level[w] = s.level[w] & m_valid[w];
+    m_in_service[w] = s.in_service[w] & m_valid[w];
+  }
+  for (size_t i = 0; i < m_enable.size(); ++i) m_enable[i] = s.enable[i] & m_valid[i % m_words];
+  m_threshold = s.threshold;
+  // Re-send every output, whatever was sent before.
+  for (auto& e : m_eip) e = 2;
+  update_outputs();
+  return {};
+}
+
 void Plic::update_outputs() {
   for (unsigned context = 0; context < m_num_contexts; ++context) {
     // "Interrupt Notifications": EIP is set while an enabled pending source has a

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "devices/device.h"
+#include "base/error.h"
 
 namespace vigil::devices {
 
@@ -62,6 +63,18 @@ class Plic final : public MmioDevice {
   // Clears priorities, enables, thresholds and claims. Line levels are wires driven by the
   // devices and survive; the outputs are re-evaluated.
   void reset() override;
+
+  // Snapshot support (issue 11). Sizes follow num_sources()/num_contexts(); restore_state
+  // refuses other sizes and out-of-range values with a sentence, then re-drives the outputs.
+  struct State {
+    std::vector<uint32_t> priority;    // per source
+    std::vector<uint32_t> level;       // per 32-source word: line high
+    std::vector<uint32_t> in_service;  // per word: claimed, not yet completed
+    std::vector<uint32_t> enable;      // num_contexts() * words
+    std::vector<uint32_t> threshold;   // per context
+  };
+  State save_state() const;
+  Result<void> restore_state(const State& s);
 
   // The interrupt line of `source`, owned by the PLIC and valid for its lifetime; null
   // for source 0 or source >= num_sources() (a board wiring bug, not a guest action).
@@ -106,7 +119,7 @@ class Plic final : public MmioDevice {
   HartIrqSink* const m_sink;
   std::vector<SourceLine> m_lines;  // index = source id; never resized after construction
 
-  std::mutex m_mutex;
+  mutable std::mutex m_mutex;
   std::vector<uint32_t> m_valid;       // per word: bits of ids 1..num_sources-1
   std::vector<uint32_t> m_priority;    // per source; [0] stays 0
   std::vector<uint32_t> m_level;       // per word: line is high

@@ -234,6 +234,49 @@ void Uart16550::set_mcr(uint8_t value) {
   if (changed & kMsrDcd) m_msr_delta |= kMsrDeltaDcd;
 }
 
+Uart16550::State Uart16550::save_state() const {
+  std::lock_guard lock(m_mutex);
+  State s;
+  for (size_t i = 0; i < m_rx_count; ++i) s.rx.push_back(m_rx[(m_rx_head + i) % kRxFifoCapacity]);
+  s.ier = m_ier;
+  s.fcr = m_fcr;
+  s.lcr = m_lcr;
+  s.mcr = m_mcr;
+  s.lsr_errors = m_lsr_errors;
+  s.msr_delta = m_msr_delta;
+  s.scr = m_scr;
+  s.dll = m_dll;
+  s.dlm = m_dlm;
+  s.thre_pending = m_thre_pending;
+  return s;
+}
+
+Result<void> Uart16550::restore_state(const State& s) {
+  if (s.rx.size() > kRxFifoCapacity)
+    return make_error("receive FIFO holds {} bytes, more than its {}", s.rx.size(), kRxFifoCapacity);
+  if ((s.ier & ~kIerMask) != 0) return make_error("IER {:#x} has reserved bits set", s.ier);
+  if ((s.fcr & ~(kFcrEnable | kFcrTriggerMask)) != 0) return make_error("FCR {:#x} has bits that are not kept", s.fcr);
+  if ((s.mcr & ~kMcrMask) != 0) return make_error("MCR {:#x} has reserved bits set", s.mcr);
+  if ((s.lsr_errors & ~kLsrErrorMask) != 0) return make_error("LSR error bits {:#x} are not error bits", s.lsr_errors);
+  if ((s.msr_delta & ~0x0f) != 0) return make_error("MSR delta bits {:#x} are not delta bits", s.msr_delta);
+  std::lock_guard lock(m_mutex);
+  rx_clear();
+  for (uint8_t b : s.rx) rx_push(b);
+  m_ier = s.ier;
+  m_fcr = s.fcr;
+  m_lcr = s.lcr;
+  m_mcr = s.mcr;
+  m_lsr_errors = s.lsr_errors;
+  m_msr_delta = s.msr_delta;
+  m_scr = s.scr;
+  m_dll = s.dll;
+  m_dlm = s.dlm;
+  m_thre_pending = s.thre_pending;
+  m_irq_level = !(interrupt_id() != kIirNone);  // force the line to be driven once
+  update_irq();
+  return {};
+}
+
 void Uart16550::update_irq() {
   const bool level = interrupt_id() != kIirNone;
   if (level == m_irq_level) return;

@@ -29,6 +29,9 @@
 #include <string_view>
 
 #include "devices/device.h"
+#include <vector>
+
+#include "base/error.h"
 
 namespace vigil::devices {
 
@@ -59,6 +62,16 @@ class Uart16550 final : public MmioDevice {
   size_t push_input(const uint8_t* data, size_t n);
   // How many bytes push_input would accept right now.
   size_t input_space() const;
+
+  // Snapshot support (issue 11): every register and the receive FIFO's bytes, oldest first.
+  struct State {
+    std::vector<uint8_t> rx;
+    uint8_t ier = 0, fcr = 0, lcr = 0, mcr = 0, lsr_errors = 0, msr_delta = 0, scr = 0, dll = 0, dlm = 0;
+    bool thre_pending = false;
+  };
+  State save_state() const;
+  // Refuses values no register can hold and a FIFO beyond kRxFifoCapacity; re-drives the IRQ.
+  Result<void> restore_state(const State& s);
 
  private:
   // Register bit definitions (PC16550D "Registers" chapter).

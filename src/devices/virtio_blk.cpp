@@ -176,6 +176,23 @@ void VirtioBlk::read_config(uint32_t offset, std::span<uint8_t> dst) const {
   std::copy_n(cfg.begin() + offset, dst.size(), dst.begin());
 }
 
+std::vector<uint8_t> VirtioBlk::save_backend() const {
+  std::vector<uint8_t> out(8);
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(m_features >> (8 * i));
+  return out;
+}
+
+Result<void> VirtioBlk::restore_backend(std::span<const uint8_t> state) {
+  if (state.size() != 8) return make_error("virtio-blk state is {} bytes, not 8", state.size());
+  uint64_t features = 0;
+  for (int i = 0; i < 8; ++i) features |= static_cast<uint64_t>(state[i]) << (8 * i);
+  // The transport adds its own bits (VERSION_1, INDIRECT_DESC) to what the device offers.
+  if ((features & kVirtioDeviceTypeFeatures & ~device_features()) != 0)
+    return make_error("virtio-blk features {:#x} were not offered ({:#x})", features, device_features());
+  m_features = features;
+  return {};
+}
+
 void VirtioBlk::reset() {
   m_features = 0;
 }

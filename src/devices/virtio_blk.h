@@ -70,6 +70,10 @@ class VirtioBlk final : public VirtioDevice {
   // request is always served, so a legal 63.5 MiB request still goes through).
   static constexpr int64_t kSliceBudgetBytes = 8 << 20;
   void reset() override;
+  // Snapshot: the negotiated features (u64). The disk itself is not saved: it is shared.
+  bool saveable() const override { return true; }
+  std::vector<uint8_t> save_backend() const override;
+  Result<void> restore_backend(std::span<const uint8_t> state) override;
 
  private:
   VirtioBlk(int fd, uint64_t capacity, bool read_only, std::string serial);

@@ -107,4 +107,33 @@ void VirtioConsole::transmit(Virtqueue& vq) {
   }
 }
 
+std::vector<uint8_t> VirtioConsole::save_backend() const {
+  std::vector<uint8_t> out;
+  const auto put = [&](uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  put(m_cols, 2);
+  put(m_rows, 2);
+  put(m_input.size(), 4);
+  out.insert(out.end(), m_input.begin(), m_input.end());
+  return out;
+}
+
+Result<void> VirtioConsole::restore_backend(std::span<const uint8_t> state) {
+  if (state.size() < 8) return make_error("virtio-console state is {} bytes, less than 8", state.size());
+  const auto get = [&](size_t at, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= static_cast<uint64_t>(state[at + i]) << (8 * i);
+    return v;
+  };
+  const uint64_t count = get(4, 4);
+  if (count > kInputCapacity) return make_error("virtio-console holds {} input bytes, more than {}", count, kInputCapacity);
+  if (state.size() != 8 + count)
+    return make_error("virtio-console state is {} bytes, not the 8 + {} it announces", state.size(), count);
+  m_cols = static_cast<uint16_t>(get(0, 2));
+  m_rows = static_cast<uint16_t>(get(2, 2));
+  m_input.assign(state.begin() + 8, state.end());
+  return {};
+}
+
 }  // namespace vigil::devices

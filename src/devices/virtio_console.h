@@ -57,6 +57,10 @@ class VirtioConsole final : public VirtioDevice {
   uint32_t queue_max_size(unsigned) const override { return kQueueSize; }
   void process_queue(unsigned q, Virtqueue& vq) override;
   void reset() override {}
+  // Snapshot: u16 cols | u16 rows | u32 count | count bytes of pending host input.
+  bool saveable() const override { return true; }
+  std::vector<uint8_t> save_backend() const override;
+  Result<void> restore_backend(std::span<const uint8_t> state) override;
 
  private:
   // Caller holds mutex().

@@ -250,6 +250,76 @@ void VirtioMmio::mark_broken() {
   if (m_status & kVirtioStatusDriverOk) config_changed_locked();
 }
 
+Result<VirtioMmio::State> VirtioMmio::save_state() const {
+  std::lock_guard lock(m_device.mutex());
+  if (!m_device.saveable()) return make_error("device {} cannot be saved", m_device.name());
+  State s;
+  s.device_id = m_device.device_id();
+  s.status = m_status;
+  s.device_features_sel = m_device_features_sel;
+  s.driver_features_sel = m_driver_features_sel;
+  s.driver_features = m_driver_features;
+  s.queue_sel = m_queue_sel;
+  s.interrupt_status = m_interrupt_status;
+  s.config_generation = m_config_generation;
+  for (const Queue& q : m_queues) s.queues.push_back(QueueState{q.pending, q.vq.save_state()});
+  s.backend = m_device.save_backend();
+  return s;
+}
+
+Result<void> VirtioMmio::restore_state(const State& s) {
+  std::lock_guard lock(m_device.mutex());
+  if (s.device_id != m_device.device_id())
+    return make_error("device id {} does not match this slot's {} ({})", s.device_id, m_device.device_id(),
+                      m_device.name());
+  if (s.queues.size() != m_queues.size())
+    return make_error("{} queues saved, {} has {}", s.queues.size(), m_device.name(), m_queues.size());
+  constexpr uint32_t kKnownStatus = kVirtioStatusAcknowledge | kVirtioStatusDriver | kVirtioStatusDriverOk |
+                                    kVirtioStatusFeaturesOk | kVirtioStatusNeedsReset | kVirtioStatusFailed;
+  if ((s.status & ~kKnownStatus) != 0) return make_error("status {:#x} has unknown bits", s.status);
+  if ((s.driver_features & ~offered_features()) != 0)
+    return make_error("driver features {:#x} include some the device does not offer ({:#x})", s.driver_features,
+                      offered_features());
+  if ((s.status & kVirtioStatusFeaturesOk) && !(s.driver_features & kVirtioFVersion1))
+    return make_error("FEATURES_OK without VIRTIO_F_VERSION_1");
+  if ((s.interrupt_status & ~(kIntUsedBuffer | kIntConfigChange)) != 0)
+    return make_error("interrupt status {:#x} has unknown bits", s.interrupt_status);
+  if (s.device_features_sel > 1 || s.driver_features_sel > 1)
+    return make_error("feature selectors {}/{} are not 0 or 1", s.device_features_sel, s.driver_features_sel);
+  reset_locked();
+  for (size_t q = 0; q < m_queues.size(); ++q) {
+    const QueueState& qs = s.queues[q];
+    if (qs.vq.enabled && !(s.status & kVirtioStatusFeaturesOk)) {
+      reset_locked();
+      return make_error("queue {} is ready without FEATURES_OK", q);
+    }
+    if (qs.vq.indirect_allowed && !(s.driver_features & kVirtioFIndirectDesc)) {
+      reset_locked();
+      return make_error("queue {} allows indirect descriptors that were not negotiated", q);
+    }
+    std::string why;
+    if (!m_queues[q].vq.restore_state(qs.vq, m_device.queue_max_size(static_cast<unsigned>(q)), why)) {
+      reset_locked();
+      return make_error("queue {}: {}", q, why);
+    }
+    m_queues[q].pending = qs.pending;
+  }
+  if (auto r = m_device.restore_backend(s.backend); !r) {
+    reset_locked();
+    return r;
+  }
+  m_status = s.status;
+  m_device_features_sel = s.device_features_sel;
+  m_driver_features_sel = s.driver_features_sel;
+  m_driver_features = s.driver_features;
+  m_queue_sel = s.queue_sel;
+  m_interrupt_status = s.interrupt_status;
+  m_config_generation = s.config_generation;
+  m_irq_level = !(m_interrupt_status != 0);  // drive the line once, whatever it was
+  update_irq();
+  return {};
+}
+
 void VirtioMmio::update_irq() {
   const bool level = m_interrupt_status != 0;
   if (level == m_irq_level) return;

@@ -46,6 +46,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/error.h"
 #include "devices/device.h"
 #include "devices/virtqueue.h"
 
@@ -122,6 +123,15 @@ class VirtioDevice {
   bool budget_spent() const { return m_budget_spent.load(std::memory_order_relaxed); }
   virtual void refill_budget() { m_budget_spent.store(false, std::memory_order_relaxed); }
 
+  // Snapshot support (issue 11): the backend's own state (negotiated features, buffered
+  // input) as bytes only the same backend reads back. With mutex() held. By default a
+  // device cannot be saved; restore_backend checks every byte it is given.
+  virtual bool saveable() const { return false; }
+  virtual std::vector<uint8_t> save_backend() const { return {}; }
+  virtual Result<void> restore_backend(std::span<const uint8_t>) {
+    return make_error("device {} cannot be restored", name());
+  }
+
   // The device lock (see the file comment). Mutable so const host-facing queries can lock.
   std::mutex& mutex() const { return m_mutex; }
   // Called by the transport (with mutex() held) when it adopts or releases this device.
@@ -162,6 +172,26 @@ class VirtioMmio final : public MmioDevice, private VirtioTransport {
   bool read(uint64_t offset, unsigned size, uint64_t& value) override;
   bool write(uint64_t offset, unsigned size, uint64_t value) override;
   void reset() override;
+
+  // Snapshot support (issue 11): transport registers, every queue and the backend's state.
+  // save_state refuses a backend that cannot be saved ("device virtio-net cannot be
+  // saved"); restore_state checks every value (features offered, queues inside RAM, ...)
+  // and returns a sentence naming the problem.
+  struct QueueState {
+    Virtqueue::Layout pending;
+    Virtqueue::State vq;
+  };
+  struct State {
+    uint32_t device_id = 0;
+    uint32_t status = 0, device_features_sel = 0, driver_features_sel = 0;
+    uint64_t driver_features = 0;
+    uint32_t queue_sel = 0, interrupt_status = 0, config_generation = 0;
+    std::vector<QueueState> queues;
+    std::vector<uint8_t> backend;
+  };
+  Result<State> save_state() const;
+  Result<void> restore_state(const State& s);
+  VirtioDevice& device() const { return m_device; }
 
   // At a vCPU slice boundary (any thread): if the device spent its work budget, refill it
   // and serve the queues again (see VirtioDevice::budget_spent). Cheap when it did not.

@@ -31,6 +31,12 @@ class VirtioRng final : public VirtioDevice {
   uint32_t queue_max_size(unsigned) const override { return kQueueSize; }
   void process_queue(unsigned q, Virtqueue& vq) override;
   void reset() override {}
+  // Snapshot: no state of its own beyond the transport's.
+  bool saveable() const override { return true; }
+  Result<void> restore_backend(std::span<const uint8_t> state) override {
+    if (!state.empty()) return make_error("virtio-rng state is {} bytes, not 0", state.size());
+    return {};
+  }
 
  private:
   // Returns how many bytes of the chain's writable buffers were filled.

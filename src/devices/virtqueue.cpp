@@ -1,5 +1,7 @@
 #include "devices/virtqueue.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -113,6 +115,46 @@ bool Virtqueue::enable(const Layout& layout, uint32_t max_size, bool indirect_al
   m_layout = layout;
   m_indirect_allowed = indirect_allowed;
   m_enabled = true;
+  return true;
+}
+
+Virtqueue::State Virtqueue::save_state() const {
+  return State{m_enabled, m_broken, m_indirect_allowed, m_layout, m_last_avail, m_avail_shadow, m_used_idx,
+               m_used_pending};
+}
+
+bool Virtqueue::restore_state(const State& s, uint32_t max_size, std::string& why) {
+  disable();
+  if (!s.enabled) {
+    if (s.broken || s.last_avail != 0 || s.avail_shadow != 0 || s.used_idx != 0) {
+      why = "a disabled queue carries ring state";
+      return false;
+    }
+    return true;
+  }
+  if (!enable(s.layout, max_size, s.indirect_allowed)) {
+    why = fmt::format("ring layout (size {}, desc {:#x}, avail {:#x}, used {:#x}) is not valid in this guest's RAM",
+                      s.layout.size, s.layout.desc, s.layout.avail, s.layout.used);
+    return false;
+  }
+  const uint16_t ahead = static_cast<uint16_t>(s.avail_shadow - s.last_avail);
+  if (ahead > s.layout.size) {
+    why = fmt::format("avail index {} is {} ahead of the device's {}, more than the queue size {}", s.avail_shadow,
+                      ahead, s.last_avail, s.layout.size);
+    disable();
+    return false;
+  }
+  if (s.used_idx != s.last_avail) {
+    why = fmt::format("used index {} differs from the consumed avail index {} (chains in flight)", s.used_idx,
+                      s.last_avail);
+    disable();
+    return false;
+  }
+  m_broken = s.broken;
+  m_last_avail = s.last_avail;
+  m_avail_shadow = s.avail_shadow;
+  m_used_idx = s.used_idx;
+  m_used_pending = s.used_pending;
   return true;
 }
 

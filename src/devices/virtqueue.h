@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "devices/device.h"
@@ -106,6 +107,23 @@ class Virtqueue {
   // True if buffers were used since the last call and the driver has not suppressed
   // used-buffer notifications (2.7.7). Clears the pending state.
   bool take_notification();
+
+  // Snapshot support (issue 11). The ring indices are free-running 16-bit counters (2.7.6,
+  // 2.7.8), so they are checked against each other, not against the queue size.
+  struct State {
+    bool enabled = false;
+    bool broken = false;
+    bool indirect_allowed = false;
+    Layout layout;
+    uint16_t last_avail = 0, avail_shadow = 0, used_idx = 0;
+    bool used_pending = false;
+  };
+  State save_state() const;
+  // Re-enables through enable() (so the rings must lie in guest RAM, aligned and writable)
+  // and refuses indices no device could have reached: more than a queue's worth available
+  // ahead of the device, or chains popped and not returned (devices return every chain
+  // before they give up the lock). On failure the queue is disabled.
+  bool restore_state(const State& s, uint32_t max_size, std::string& why);
 
  private:
   // Split-ring constants (2.7.5 "The Virtqueue Descriptor Table", 2.7.6, 2.7.8).

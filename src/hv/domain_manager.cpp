@@ -26,15 +26,18 @@ DomainManager::~DomainManager() {
   for (uint32_t id : ids) remove(id);
 }
 
-void DomainManager::start(const std::shared_ptr<Domain>& d) {
+void DomainManager::start(const std::shared_ptr<Domain>& d, bool paused) {
   const uint32_t id = d->id();
   d->machine().on_stop = [this, id](const machine::Outcome& o) { on_guest_stop(id, o); };
   d->machine().set_wake_hook([this, id](unsigned vcpu) { m_sched.wake(id, vcpu); });
   const DomainConfig& c = d->config();
-  m_sched.add_domain(id, d.get(), c.vcpus, SchedParams{c.cpu_weight, c.cap}, c.cpu_pins);
+  m_sched.add_domain(id, d.get(), c.vcpus, SchedParams{c.cpu_weight, c.cap}, c.cpu_pins, paused);
 }
 
-Result<uint32_t> DomainManager::create(const DomainConfig& config) {
+Result<uint32_t> DomainManager::create(const DomainConfig& config) { return create_prepared(config, nullptr, false); }
+
+Result<uint32_t> DomainManager::create_prepared(const DomainConfig& config,
+                                                const std::function<Result<void>(Domain&)>& prepare, bool paused) {
   {
     std::lock_guard lock(m_mutex);
     if (m_domains.size() >= kMaxDomains) return make_error("too many domains (the limit is {})", kMaxDomains);
@@ -63,6 +66,15 @@ Result<uint32_t> DomainManager::create(const DomainConfig& config) {
     return std::unexpected(d.error());
   }
   std::shared_ptr<Domain> dom = std::move(*d);
+  if (prepare) {
+    if (auto r = prepare(*dom); !r) return std::unexpected(r.error());
+    if (paused) {
+      dom->machine().pause_clock();
+      dom->set_state(DomainState::kPaused);
+    } else {
+      dom->machine().resume_clock();
+    }
+  }
   {
     std::lock_guard lock(m_mutex);
     for (auto& [other, od] : m_domains) {
@@ -73,7 +85,7 @@ Result<uint32_t> DomainManager::create(const DomainConfig& config) {
     }
     m_domains[id] = dom;
   }
-  start(dom);
+  start(dom, paused);
   m_changed.notify_all();
   return id;
 }

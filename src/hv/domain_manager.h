@@ -44,6 +44,11 @@ class DomainManager {
   void set_tpm_factory(TpmFactory factory) { m_tpm_factory = std::move(factory); }
 
   Result<uint32_t> create(const DomainConfig& config);
+  // As create, but `prepare` sets the new domain's state (a restore, src/migrate: RAM,
+  // harts, devices, clock) before any vCPU runs; its error ends the creation. The domain
+  // starts paused if `paused` (its clock stays where `prepare` left it), else running.
+  Result<uint32_t> create_prepared(const DomainConfig& config, const std::function<Result<void>(Domain&)>& prepare,
+                                   bool paused);
   Result<void> pause(uint32_t id);
   Result<void> unpause(uint32_t id);
   // Asks the domain to stop as if it powered off (its on_poweroff action applies).
@@ -70,7 +75,7 @@ class DomainManager {
 
  private:
   Result<std::shared_ptr<Domain>> find(uint32_t id);
-  void start(const std::shared_ptr<Domain>& d);
+  void start(const std::shared_ptr<Domain>& d, bool paused = false);
   void on_guest_stop(uint32_t id, const machine::Outcome& outcome);
   void reaper_loop();
   void remove(uint32_t id);

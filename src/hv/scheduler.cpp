@@ -42,9 +42,10 @@ uint64_t Scheduler::mask_of(const std::vector<unsigned>& workers) {
 }
 
 void Scheduler::add_domain(uint32_t domid, SchedTarget* target, unsigned vcpus, SchedParams params,
-                           const std::vector<std::vector<unsigned>>& pins) {
+                           const std::vector<std::vector<unsigned>>& pins, bool paused) {
   auto d = std::make_unique<Dom>();
   d->id = domid;
+  d->paused = paused;
   d->target = target;
   d->params = params;
   for (unsigned v = 0; v < vcpus; ++v) {
@@ -77,7 +78,26 @@ void Scheduler::pause_domain(uint32_t domid) {
   auto it = m_doms.find(domid);
   if (it == m_doms.end()) return;
   it->second->paused = true;
+  it->second->leave.store(true, std::memory_order_relaxed);
   m_idle_cv.wait(lock, [&] { return !any_running(*it->second); });
+}
+
+void Scheduler::request_pause(uint32_t domid) {
+  std::lock_guard lock(m_mutex);
+  auto it = m_doms.find(domid);
+  if (it == m_doms.end()) return;
+  it->second->paused = true;
+  it->second->leave.store(true, std::memory_order_relaxed);
+}
+
+void Scheduler::hold_vcpu(uint32_t domid, unsigned vcpu, bool held) {
+  {
+    std::lock_guard lock(m_mutex);
+    auto it = m_doms.find(domid);
+    if (it == m_doms.end() || vcpu >= it->second->vcpus.size()) return;
+    it->second->vcpus[vcpu].held = held;
+  }
+  if (!held) m_cv.notify_all();
 }
 
 void Scheduler::unpause_domain(uint32_t domid) {
@@ -86,6 +106,7 @@ void Scheduler::unpause_domain(uint32_t domid) {
     auto it = m_doms.find(domid);
     if (it == m_doms.end()) return;
     it->second->paused = false;
+    it->second->leave.store(false, std::memory_order_relaxed);
   }
   m_cv.notify_all();
 }
@@ -222,7 +243,7 @@ Scheduler::Vcpu* Scheduler::pick(unsigned worker, Clock::time_point now, Dom*& d
     if (d->paused || d->removing || !under_cap(*d)) continue;
     for (Vcpu& v : d->vcpus) {
       if (v.state == VcpuState::kBlocked && v.wake_at <= now) v.state = VcpuState::kRunnable;
-      if (v.state != VcpuState::kRunnable) continue;
+      if (v.state != VcpuState::kRunnable || v.held) continue;
       if (v.pin_mask != 0 && !((v.pin_mask >> worker) & 1)) continue;
       if (best == nullptr || v.credit_ns > best->credit_ns ||
           (v.credit_ns == best->credit_ns && v.last_ran < best->last_ran)) {
@@ -279,7 +300,8 @@ void Scheduler::worker_loop(unsigned worker) {
     machine::Machine::StepResult r;
     do {
       r = target->sched_step(index, kStepInstructions, wake_mtime);
-    } while (r == machine::Machine::StepResult::kRan && ns_of(Clock::now() - start) < limit);
+    } while (r == machine::Machine::StepResult::kRan && ns_of(Clock::now() - start) < limit &&
+             !d->leave.load(std::memory_order_relaxed));
     const auto end = Clock::now();
     const int64_t used = ns_of(end - start);
     const auto wake_at = r == machine::Machine::StepResult::kIdle && wake_mtime != ~0ull

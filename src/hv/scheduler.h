@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -50,12 +51,19 @@ class Scheduler {
   unsigned workers() const { return static_cast<unsigned>(m_threads.size()); }
 
   // pins[v]: workers vCPU v may run on (empty or missing = any).
+  // paused: added as if pause_domain had been called (a restored domain, issue 11).
   void add_domain(uint32_t domid, SchedTarget* target, unsigned vcpus, SchedParams params,
-                  const std::vector<std::vector<unsigned>>& pins);
+                  const std::vector<std::vector<unsigned>>& pins, bool paused = false);
   // Returns once none of the domain's vCPUs is running; the target may then be destroyed.
   void remove_domain(uint32_t domid);
   // Returns once none of the domain's vCPUs is running.
   void pause_domain(uint32_t domid);
+  // Stops scheduling the domain's vCPUs without waiting for the running ones: safe from one
+  // of its own vCPU threads (a debugger's breakpoint); pause_domain then waits for the rest.
+  void request_pause(uint32_t domid);
+  // A held vCPU is not scheduled even while its domain runs (gdb's "vCont;c:2": only thread
+  // 2 runs). Takes effect when the vCPU next leaves its worker.
+  void hold_vcpu(uint32_t domid, unsigned vcpu, bool held);
   void unpause_domain(uint32_t domid);
   // A vCPU may have work (interrupt, IPI, HSM start): any thread.
   void wake(uint32_t domid, unsigned vcpu);
@@ -90,12 +98,16 @@ class Scheduler {
     Clock::time_point last_ran{};
     uint64_t pin_mask = 0;  // 0 = any worker
     int worker = -1;
+    bool held = false;  // a debugger keeps it stopped while the domain's other vCPUs run
   };
   struct Dom {
     uint32_t id;
     SchedTarget* target;
     SchedParams params;
     bool paused = false;
+    // Set with `paused`, read without the lock: a running vCPU gives its worker back at the
+    // next step instead of at the end of its timeslice.
+    std::atomic<bool> leave{false};
     bool removing = false;
     int64_t period_used_ns = 0;
     int64_t cpu_ns = 0;

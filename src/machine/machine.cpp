@@ -530,6 +530,31 @@ int64_t Machine::hart_status(unsigned hart) {
   return hart < m_harts.size() ? static_cast<int64_t>(m_hsm[hart].state.load()) : kSbiErrInvalidParam;
 }
 
+Machine::HsmSnapshot Machine::hsm_state(unsigned hart) const {
+  const HsmSlot& slot = m_hsm[hart];
+  return HsmSnapshot{static_cast<int64_t>(slot.state.load()), slot.start_addr, slot.opaque};
+}
+
+Result<void> Machine::set_hsm_state(unsigned hart, const HsmSnapshot& s) {
+  if (hart >= m_harts.size()) return make_error("there is no hart {}", hart);
+  if (s.state < 0 || s.state > 3) return make_error("HSM state {} is not one of 0..3", s.state);
+  if (static_cast<HsmState>(s.state) == HsmState::kStartPending &&
+      ((s.start_addr & 1) != 0 || !m_memory->contains(s.start_addr, 4)))
+    return make_error("HSM start address {:#x} is not in guest RAM", s.start_addr);
+  m_hsm[hart].start_addr = s.start_addr;
+  m_hsm[hart].opaque = s.opaque;
+  m_hsm[hart].state.store(static_cast<HsmState>(s.state));
+  return {};
+}
+
+bool Machine::set_paused_clock(uint64_t mtime_value) {
+  constexpr uint64_t kNsPerTick = 1'000'000'000 / layout::kTimebaseHz;
+  if (mtime_value > static_cast<uint64_t>(INT64_MAX) / kNsPerTick) return false;
+  m_clock_offset_ns.store(0);
+  m_paused_at_ns.store(static_cast<int64_t>(mtime_value * kNsPerTick));
+  return true;
+}
+
 std::vector<devices::VirtioBlk::Stats> Machine::disk_stats() const {
   std::vector<devices::VirtioBlk::Stats> out;
   for (const auto& d : m_virtio_backends) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -140,6 +141,24 @@ class Machine final : public riscv::Platform,
   int64_t hart_start(unsigned hart, uint64_t start_addr, uint64_t opaque) override;
   int64_t hart_stop(unsigned hart) override;
   int64_t hart_status(unsigned hart) override;
+
+  // ---- snapshots (issue 11, src/migrate): only while no vCPU runs (the domain is paused) ----
+  devices::Plic& plic() { return *m_plic; }
+  devices::Uart16550& uart() { return *m_uart; }
+  size_t virtio_count() const { return m_virtio.size(); }
+  devices::VirtioMmio& virtio(size_t slot) { return *m_virtio.at(slot); }
+  std::span<uint8_t> ram() { return {m_ram, m_ram_size}; }
+  // SBI HSM state of a hart (SBI spec 9.1: 0 started, 1 stopped, 2 start pending, 3 stop pending).
+  struct HsmSnapshot {
+    int64_t state = 1;
+    uint64_t start_addr = 0, opaque = 0;
+  };
+  HsmSnapshot hsm_state(unsigned hart) const;
+  // Refuses states outside 0..3 and start addresses outside RAM.
+  Result<void> set_hsm_state(unsigned hart, const HsmSnapshot& s);
+  // Sets the guest clock to `mtime_value` and holds it there as if paused; resume_clock
+  // then lets it run on from that value. False if the value is beyond the clock's range.
+  bool set_paused_clock(uint64_t mtime_value);
 
  private:
   Machine(const MachineConfig& config, ConsoleOut console);

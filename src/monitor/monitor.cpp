@@ -306,6 +306,10 @@ Hub::Combined Hub::dispatch(Hart& hart, Event& ev, uint64_t match_addr, uint64_t
         for (const RightsChange& rc : r.rights) e.monitor->set_rights(rc.gpa, rc.length, rc.rights);
         apply(hart, r, pc_regs_ok);
         if (r.single_step) hart.end_slice();  // run() switches loops at the slice boundary
+        if (r.hold) {
+          c.hold = true;
+          hart.end_slice();
+        }
       }
       break;  // one delivery per monitor and event
     }
@@ -409,6 +413,7 @@ HookVerdict Hub::on_breakpoint(Hart& hart, uint64_t gpa) {
   ev.gpa = gpa;
   ev.gva = hart.pc;
   const Combined c = dispatch(hart, ev, gpa, 0, true);
+  if (c.hold) return HookVerdict::kHold;
   return c.action == Action::kContinue ? HookVerdict::kContinue : HookVerdict::kDeny;
 }
 

@@ -125,6 +125,7 @@ class Hub final : public riscv::HartHooks, public riscv::P2mViolationHandler {
     Action action = Action::kContinue;
     uint64_t value = 0;  // of the deciding deny/emulate
     uint64_t reply = 0;  // the last non-zero value any synchronous answer carried (guest requests)
+    bool hold = false;   // some synchronous answer held the vCPU (Response::hold)
   };
   // Pending system calls whose return is watched: (satp, sp, return pc) -> the call.
   struct PendingKey {

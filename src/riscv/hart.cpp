@@ -103,6 +103,89 @@ void Hart::reset(uint64_t reset_pc) {
   select_tlb();
 }
 
+HartSnapshot Hart::save_state() const {
+  HartSnapshot s;
+  for (unsigned i = 1; i < 32; ++i) s.x[i] = x[i];
+  s.pc = pc;
+  s.fp = fp;
+  s.priv = priv;
+  s.mstatus = m_mstatus;
+  s.misa = m_misa;
+  s.medeleg = m_medeleg;
+  s.mideleg = m_mideleg;
+  s.mie = m_mie;
+  s.mip = m_mip.load();
+  s.mtvec = m_mtvec;
+  s.mscratch = m_mscratch;
+  s.mepc = m_mepc;
+  s.mcause = m_mcause;
+  s.mtval = m_mtval;
+  s.stvec = m_stvec;
+  s.sscratch = m_sscratch;
+  s.sepc = m_sepc;
+  s.scause = m_scause;
+  s.stval = m_stval;
+  s.satp = m_satp;
+  s.mcounteren = m_mcounteren;
+  s.scounteren = m_scounteren;
+  s.mcountinhibit = m_mcountinhibit;
+  s.menvcfg = m_menvcfg;
+  s.senvcfg = m_senvcfg;
+  s.pmp = m_pmp;
+  s.instret = m_instret;  // outside run() there is no slice in flight
+  s.mtimecmp = mtimecmp.load();
+  s.stimecmp = stimecmp.load();
+  s.running = state.load() == HartState::kRunning;
+  s.wfi_pending = wfi_pending;
+  s.builtin_sbi = builtin_sbi;
+  return s;
+}
+
+void Hart::restore_state(const HartSnapshot& s) {
+  x[0] = 0;
+  for (unsigned i = 1; i < 32; ++i) x[i] = s.x[i];
+  x[32] = 0;
+  pc = s.pc;
+  fp = s.fp;
+  priv = s.priv;
+  m_mstatus = s.mstatus;
+  m_misa = s.misa;
+  m_medeleg = s.medeleg;
+  m_mideleg = s.mideleg;
+  m_mie = s.mie;
+  m_mip.store(s.mip);
+  m_mtvec = s.mtvec;
+  m_mscratch = s.mscratch;
+  m_mepc = s.mepc;
+  m_mcause = s.mcause;
+  m_mtval = s.mtval;
+  m_stvec = s.stvec;
+  m_sscratch = s.sscratch;
+  m_sepc = s.sepc;
+  m_scause = s.scause;
+  m_stval = s.stval;
+  m_satp = s.satp;
+  m_mcounteren = s.mcounteren;
+  m_scounteren = s.scounteren;
+  m_mcountinhibit = s.mcountinhibit;
+  m_menvcfg = s.menvcfg;
+  m_senvcfg = s.senvcfg;
+  m_pmp = s.pmp;
+  m_pmp_active = false;
+  for (const auto& e : m_pmp) m_pmp_active |= (e.cfg & 0x18) != 0;
+  m_instret = s.instret;
+  m_slice_len = m_budget = 0;
+  mtimecmp.store(s.mtimecmp);
+  stimecmp.store(s.stimecmp);
+  state.store(s.running ? HartState::kRunning : HartState::kStopped);
+  wfi_pending = s.wfi_pending;
+  builtin_sbi = s.builtin_sbi;
+  reservation_addr = ~0ull;
+  flush_tlb();
+  flush_decoded();
+  select_tlb();
+}
+
 void Hart::enter_supervisor_as_firmware(uint64_t entry, uint64_t a0, uint64_t a1) {
   // What OpenSBI leaves behind when it jumps to the next stage: all S-level interrupts and
   // the exceptions S-mode handles delegated, counters visible, one PMP entry granting S/U
@@ -292,6 +375,11 @@ void Hart::breakpoint_slot(Hart& h, const DecodedInsn&) {
   const HookVerdict v = h.hooks->on_breakpoint(h, gpa);
   // The monitor moved pc (that is where the guest goes on) or stopped the hart.
   if (h.pc != at || h.state.load(std::memory_order_relaxed) != HartState::kRunning) return;
+  if (v == HookVerdict::kHold) {
+    ++h.m_budget;  // it did not retire
+    h.end_slice();
+    return;
+  }
   if (v == HookVerdict::kDeny) {
     uint16_t lo;
     std::memcpy(&lo, h.m_mem.ptr(gpa), 2);

@@ -80,6 +80,7 @@ enum class HookVerdict : uint8_t {
   kContinue,  // proceed as the guest asked
   kDeny,      // the CSR write / system call / breakpointed instruction does not happen
   kEmulate,   // CSR write: write `value` instead; system call: skipped, a0 = `value`
+  kHold,      // breakpoint: the instruction does not run yet and the slice ends (pc stays)
 };
 
 class HartHooks {
@@ -206,6 +207,27 @@ struct PmpEntry {
   uint64_t addr = 0;
 };
 
+// Everything architectural a hart holds, for snapshots (issue 11, src/migrate). Caches
+// (TLBs, decoded code, translated blocks) are not state; the LR/SC reservation is dropped
+// on restore, as an SC may fail spuriously (unprivileged spec 8.2).
+struct HartSnapshot {
+  uint64_t x[32] = {};  // x[0] is saved as 0
+  uint64_t pc = 0;
+  FpuState fp = {};
+  Priv priv = Priv::M;
+  uint64_t mstatus = 0, misa = 0, medeleg = 0, mideleg = 0, mie = 0, mip = 0;
+  uint64_t mtvec = 0, mscratch = 0, mepc = 0, mcause = 0, mtval = 0;
+  uint64_t stvec = 0, sscratch = 0, sepc = 0, scause = 0, stval = 0, satp = 0;
+  uint32_t mcounteren = 0, scounteren = 0, mcountinhibit = 0;
+  uint64_t menvcfg = 0, senvcfg = 0;
+  std::array<PmpEntry, 16> pmp{};
+  uint64_t instret = 0;
+  uint64_t mtimecmp = ~0ull, stimecmp = ~0ull;
+  bool running = true;       // HartState::kRunning (false: stopped, SBI HSM)
+  bool wfi_pending = false;  // sleeping in WFI
+  bool builtin_sbi = false;
+};
+
 class Hart {
  public:
   Hart(unsigned hartid, GuestMemory& mem, Platform& platform);
@@ -228,6 +250,12 @@ class Hart {
   // Enter S-mode directly, as firmware would before jumping to a kernel (built-in SBI mode):
   // delegations, counters and PMP set up the way OpenSBI leaves them.
   void enter_supervisor_as_firmware(uint64_t entry, uint64_t a0, uint64_t a1);
+
+  // Snapshot support (HartSnapshot). save_state: only while the hart is outside run().
+  // restore_state: on a hart that is outside run(); the caller has checked the values
+  // (src/migrate/objects.cpp: privilege, satp mode, ...). Drops every cache.
+  HartSnapshot save_state() const;
+  void restore_state(const HartSnapshot& s);
 
   // Runs up to `budget` instructions.
   ExitReason run(uint64_t budget);

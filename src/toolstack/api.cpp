@@ -14,8 +14,10 @@
 
 #include "base/sandbox.h"
 #include "toolstack/api_introspect.h"
+#include "toolstack/api_gdb.h"
 #include "toolstack/api_monitor.h"
 #include "toolstack/api_vtpm.h"
+#include "toolstack/api_snapshot.h"
 #include "toolstack/xl_config.h"
 
 namespace vigil::toolstack {
@@ -151,7 +153,9 @@ Json handle_request(hv::DomainManager& m, const Json& req) {
   }
   if (auto answer = handle_introspect_request(m, op, req)) return *answer;
   if (auto answer = handle_monitor_request(m, op, req)) return *answer;
+  if (auto answer = handle_gdb_request(m, op, req)) return *answer;
   if (auto answer = handle_vtpm_request(m, op, req)) return *answer;
+  if (auto answer = handle_snapshot_request(m, op, req)) return *answer;
   return error_json(fmt::format("unknown op \"{}\"", op));
 }
 

@@ -56,6 +56,9 @@ struct DomainMonitors {
   std::unique_ptr<introspect::KernelInfo> kernel;  // loaded on first need
   std::mutex mutex;                                // sessions, kernel
   std::vector<std::shared_ptr<SessionRecord>> sessions;
+  // Set by detach_monitors (a save, issue 11): serving threads end their sessions.
+  std::atomic<bool> detaching{false};
+  std::string detach_reason;  // guarded by mutex
 };
 
 struct Registry {
@@ -399,11 +402,11 @@ void run_session(uint32_t id, std::shared_ptr<DomainMonitors> dm, std::shared_pt
     rec->transport = "shm";
   }
   session->send(ready, session->shm_fd());
-  session->serve([&] { return !dm->dom->outcome().has_value(); });
+  session->serve([&] { return !dm->dom->outcome().has_value() && !dm->detaching.load(); });
   {
     std::lock_guard lock(dm->mutex);
     rec->state = "closed";
-    rec->end_reason = session->end_reason();
+    rec->end_reason = dm->detaching.load() ? dm->detach_reason : session->end_reason();
     rec->events = mon.delivered();
     rec->lost = session->lost();
   }
@@ -450,6 +453,39 @@ Json open_session(hv::DomainManager& m, const Json& req) {
   std::thread(run_session, *id, *dm, rec, sock->first, std::move(*plan)).detach();
   return answer;
 }
+
+}  // namespace
+
+void detach_monitors(hv::DomainManager& m, uint32_t id, const std::string& reason) {
+  std::shared_ptr<DomainMonitors> dm;
+  {
+    std::lock_guard lock(registry().mutex);
+    auto it = registry().domains.find(id);
+    if (it != registry().domains.end() && it->second->dom == m.get(id)) dm = it->second;
+  }
+  if (!dm) return;
+  std::vector<std::shared_ptr<RemoteSession>> live;
+  {
+    std::lock_guard lock(dm->mutex);
+    dm->detach_reason = reason;
+    for (const auto& rec : dm->sessions) {
+      if (auto s = rec->session.lock(); s && !s->dead()) live.push_back(std::move(s));
+    }
+  }
+  if (live.empty()) return;
+  for (const auto& s : live) s->send(Json{{"event", "detached"}, {"reason", reason}});
+  dm->detaching.store(true);
+  // Serving threads look every 10 ms; a session that does not end within 2 s is ended by
+  // the domain's own teardown.
+  for (int i = 0; i < 200; ++i) {
+    if (std::all_of(live.begin(), live.end(), [](const auto& s) { return s->dead(); })) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  live.clear();
+  dm->detaching.store(false);
+}
+
+namespace {
 
 Json list_sessions(hv::DomainManager& m, const Json& req) {
   auto id = domain_id(m, req);
@@ -514,6 +550,12 @@ std::optional<Json> handle_monitor_request(hv::DomainManager& manager, const std
   if (op == "monitor-open") return open_session(manager, req);
   if (op == "monitor-list") return list_sessions(manager, req);
   return std::nullopt;
+}
+
+Result<std::shared_ptr<monitor::Hub>> domain_hub(hv::DomainManager& manager, uint32_t id) {
+  auto dm = monitors_for(manager, id);
+  if (!dm) return std::unexpected(dm.error());
+  return std::shared_ptr<monitor::Hub>(*dm, (*dm)->hub.get());
 }
 
 }  // namespace vigil::toolstack

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "hv/domain_manager.h"
+#include "monitor/monitor.h"
 #include "toolstack/api.h"
 
 namespace vigil::toolstack {
@@ -50,5 +51,13 @@ struct MonitorTotals {
   unsigned connected = 0;     // sessions with a client now
 };
 std::vector<MonitorTotals> monitor_totals(hv::DomainManager& manager);
+
+// The monitor Hub of domain `id` (made on first use, with the domain paused for a moment), for
+// in-process monitors such as the GDB stub. The pointer keeps the hub (and the domain's RAM)
+// alive.
+Result<std::shared_ptr<monitor::Hub>> domain_hub(hv::DomainManager& manager, uint32_t id);
+// Ends every monitor session of domain `id` (a save, issue 11): each client first gets a
+// {"event": "detached", "reason": reason} line; returns once they have ended (at most ~2 s).
+void detach_monitors(hv::DomainManager& manager, uint32_t id, const std::string& reason);
 
 }  // namespace vigil::toolstack

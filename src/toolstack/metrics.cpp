@@ -156,6 +156,12 @@ Result<void> MetricsServer::start(const ListenAddress& where) {
   m_server->set_read_timeout(5, 0);
   m_server->set_write_timeout(5, 0);
   m_server->set_payload_max_length(4096);
+  // httplib's default sets SO_REUSEPORT, which lets a second vigild bind the same port and
+  // steal half the scrapes; SO_REUSEADDR alone still allows a quick restart.
+  m_server->set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   m_server->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(render_metrics(m_manager), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -171,10 +177,15 @@ Result<void> MetricsServer::start(const ListenAddress& where) {
     m_server.reset();
     return make_error("cannot listen for metrics on {}:{}: {}", where.host, where.port, std::strerror(errno));
   }
+  m_listener_done = false;
   m_thread = std::thread([this] {
     sandbox::restrict_thread_or_abort(sandbox::ThreadClass::kApi);
     m_server->listen_after_bind();
+    m_listener_done = true;
   });
+  // httplib's stop() does nothing until the listener thread has marked itself running, so a
+  // stop() right after start() would leave the thread listening forever: wait for it here.
+  while (!m_server->is_running() && !m_listener_done) std::this_thread::yield();
   return {};
 }
 

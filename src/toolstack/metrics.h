@@ -8,6 +8,7 @@
 // only GET /metrics (and / with a pointer to it).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -48,6 +49,7 @@ class MetricsServer {
   hv::DomainManager& m_manager;
   std::unique_ptr<httplib::Server> m_server;
   std::thread m_thread;
+  std::atomic<bool> m_listener_done{false};
   int m_port = 0;
 };
 

@@ -38,6 +38,7 @@ extern "C" {  // glibc 2.36's <sys/pidfd.h> lacks the C++ guards
 
 #include <gtest/gtest.h>
 
+#include "migrate/snapshot.h"
 #include "monitor/shm_channel.h"
 
 namespace vigil::sandbox {
@@ -322,6 +323,30 @@ TEST_F(SandboxTest, ApiCreatesThreadsAndOpensImagesButCreatesNoFiles) {
   });
   EXPECT_TRUE(std::filesystem::exists(m_file));
   EXPECT_FALSE(std::filesystem::exists(m_dir + "/new"));
+}
+
+// Saving a domain (issue 11): an API thread creates the snapshot as a new file (O_TMPFILE,
+// then linkat), and that is all the file creation it gets: no named create, no
+// replacing, renaming or removing an existing file, no read-write unnamed file.
+TEST_F(SandboxTest, ApiWritesSnapshotsAsNewFilesOnly) {
+  in_sandbox(ThreadClass::kApi, [&] {
+    const std::vector<uint8_t> bytes(10000, 0x5a);
+    auto ok = migrate::write_snapshot_file(m_dir + "/snap", bytes);
+    EXPECT_TRUE(ok) << ok.error().message;
+    EXPECT_EQ(std::filesystem::file_size(m_dir + "/snap"), bytes.size());
+    // The kernel's linkat never replaces: the disk image stays.
+    auto over = migrate::write_snapshot_file(m_file, bytes);
+    ASSERT_FALSE(over);
+    EXPECT_EQ(over.error().message, "save: " + m_file + ": File exists");
+    EXPECT_EQ(err_of(::open(m_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)), EPERM);
+    EXPECT_EQ(err_of(::open((m_dir + "/named").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)), EPERM);
+    EXPECT_EQ(err_of(::rename((m_dir + "/snap").c_str(), m_file.c_str())), EPERM);
+    EXPECT_EQ(err_of(::syscall(SYS_renameat2, AT_FDCWD, (m_dir + "/snap").c_str(), AT_FDCWD, m_file.c_str(), 0)), EPERM);
+    EXPECT_EQ(err_of(::unlink((m_dir + "/snap").c_str())), EPERM);
+    EXPECT_EQ(err_of(::linkat(AT_FDCWD, m_file.c_str(), AT_FDCWD, (m_dir + "/l").c_str(), 0)), EPERM);
+  });
+  EXPECT_EQ(std::filesystem::file_size(m_file), 1u << 20);
+  EXPECT_FALSE(std::filesystem::exists(m_dir + "/named"));
 }
 
 TEST_F(SandboxTest, ThreadsOfApiThreadsNarrowTheirFilter) {
