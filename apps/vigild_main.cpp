@@ -12,6 +12,7 @@
 #include "toolstack/metrics.h"
 #include "vtpm/key_helper.h"
 #include "vtpm/provider.h"
+#include "vtpm/sealing.h"
 
 int main(int argc, char** argv) {
   // vigild re-executed as its own vTPM key helper (vtpm/key_helper.h), not a daemon.
@@ -34,6 +35,10 @@ int main(int argc, char** argv) {
   app.add_option("--host-tpm", vtpm.host_tcti,
                  "seal each vTPM's state key to this host TPM, a tpm2-tss TCTI such as device:/dev/tpmrm0 or "
                  "swtpm:host=127.0.0.1,port=2321 (without it, vTPM state is stored unencrypted)");
+  std::string host_pcrs;
+  app.add_option("--host-tpm-pcrs", host_pcrs,
+                 "seal new vTPM keys with a policy on these host PCRs (SHA-256 bank, e.g. 0,2,4,7): they unseal only "
+                 "while the host's PCRs keep the values they had then");
   double host_tpm_timeout_s = 30;
   app.add_option("--host-tpm-timeout", host_tpm_timeout_s,
                  "seconds the host TPM may take to seal or unseal a vTPM key before creation fails")
@@ -64,6 +69,18 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  if (!host_pcrs.empty()) {
+    auto mask = vigil::vtpm::parse_pcr_list(host_pcrs);
+    if (!mask) {
+      std::fprintf(stderr, "vigild: --host-tpm-pcrs: %s\n", mask.error().message.c_str());
+      return 1;
+    }
+    if (vtpm.host_tcti.empty()) {
+      std::fprintf(stderr, "vigild: --host-tpm-pcrs needs --host-tpm\n");
+      return 1;
+    }
+    vtpm.host_pcr_mask = *mask;
+  }
   vtpm.key_helper = "/proc/self/exe";
   vtpm.host_tpm_timeout_ms = static_cast<unsigned>(host_tpm_timeout_s * 1000);
   // Before the manager (and its sandboxed threads): the launcher thread must be unrestricted.

@@ -35,11 +35,12 @@ bool write_all(int fd, const void* data, size_t n) {
 }  // namespace
 
 Result<std::vector<uint8_t>> state_key_via_helper(const std::string& exe, const std::string& tcti,
-                                                  const std::string& state_dir, unsigned timeout_ms) {
+                                                  const std::string& state_dir, uint32_t pcr_mask,
+                                                  unsigned timeout_ms) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return make_error("cannot create the key helper's pipe: {}", std::strerror(errno));
-  std::string flag = kKeyHelperFlag, t = tcti, d = state_dir, e = exe;
-  char* argv[] = {e.data(), flag.data(), t.data(), d.data(), nullptr};
+  std::string flag = kKeyHelperFlag, t = tcti, d = state_dir, e = exe, m = std::to_string(pcr_mask);
+  char* argv[] = {e.data(), flag.data(), t.data(), d.data(), m.data(), nullptr};
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(out[0]), ::close(out[1]);
@@ -97,13 +98,15 @@ Result<std::vector<uint8_t>> state_key_via_helper(const std::string& exe, const 
 }
 
 int key_helper_main(int argc, char** argv) {
-  if (argc != 4) {
-    const char* msg = "Eusage: vigild --vtpm-key-helper TCTI STATE_DIR";
+  char* end = nullptr;
+  const unsigned long mask = argc == 5 ? std::strtoul(argv[4], &end, 10) : 0;
+  if (argc != 5 || *argv[4] == '\0' || *end != '\0' || mask > kHostPcrMask) {
+    const char* msg = "Eusage: vigild --vtpm-key-helper TCTI STATE_DIR PCR_MASK";
     write_all(1, msg, std::strlen(msg));
     return 2;
   }
   ::setenv("TSS2_LOG", "all+NONE", 1);  // the parent reports the failure in one sentence
-  auto key = state_key(argv[2], argv[3]);
+  auto key = state_key(argv[2], argv[3], static_cast<uint32_t>(mask));
   if (!key) {
     const std::string msg = "E" + key.error().message;
     write_all(1, msg.data(), msg.size());

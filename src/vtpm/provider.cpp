@@ -74,6 +74,21 @@ Result<std::shared_ptr<Swtpm>> Provider::open(const std::string& domain, const s
 Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const std::string& state_dir) {
   Swtpm::Options o{.state_dir = state_dir, .label = domain, .program = m_options.swtpm};
   std::error_code ec;
+  std::string canonical = std::filesystem::weakly_canonical(state_dir, ec).string();
+  if (ec || canonical.empty()) canonical = state_dir;
+  for (auto it = m_in_use.begin(); it != m_in_use.end();) {
+    auto t = it->second.tpm.lock();
+    const std::string status = t ? t->status() : "stopped";
+    if (status.starts_with("running") || status == "not answering") {
+      if (it->first == canonical) {
+        return make_error("vTPM of domain '{}': state directory '{}' is in use by domain '{}'", domain, state_dir,
+                          it->second.domain);
+      }
+      ++it;
+    } else {
+      it = m_in_use.erase(it);
+    }
+  }
   const bool sealed = std::filesystem::exists(state_dir + "/" + kSealedKeyFile, ec);
   if (m_options.host_tcti.empty()) {
     if (sealed) {
@@ -82,9 +97,9 @@ Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const 
     }
   } else {
     auto key = m_options.key_helper.empty()
-                   ? state_key(m_options.host_tcti, state_dir)
+                   ? state_key(m_options.host_tcti, state_dir, m_options.host_pcr_mask)
                    : state_key_via_helper(m_options.key_helper, m_options.host_tcti, state_dir,
-                                          m_options.host_tpm_timeout_ms);
+                                          m_options.host_pcr_mask, m_options.host_tpm_timeout_ms);
     if (!key) return make_error("vTPM of domain '{}': {}", domain, key.error().message);
     o.state_key = std::move(*key);
     o.host_tpm = m_options.host_tcti;
@@ -92,6 +107,7 @@ Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const 
   auto tpm = Swtpm::start(o);
   explicit_bzero(o.state_key.data(), o.state_key.size());
   if (!tpm) return make_error("vTPM of domain '{}': {}", domain, tpm.error().message);
+  m_in_use[canonical] = {*tpm, domain};
   return tpm;
 }
 

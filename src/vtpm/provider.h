@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +35,7 @@ class Provider {
     // host_tpm_timeout_ms; "" = in the launcher thread, without a deadline.
     std::string key_helper;
     unsigned host_tpm_timeout_ms = 30'000;
+    uint32_t host_pcr_mask = 0;  // new keys unseal only while these host PCRs keep their values
   };
   // /var/lib/vigil/vtpm for root, else /tmp/vigil-UID/vtpm (beside the default socket).
   static std::string default_root();
@@ -57,6 +59,13 @@ class Provider {
   void launcher_loop();
 
   Options m_options;
+  // Launcher thread only: which domain's swtpm holds each (canonical) state directory, so a
+  // second domain naming the same directory is refused in a sentence rather than by swtpm's lock.
+  struct InUse {
+    std::weak_ptr<Swtpm> tpm;
+    std::string domain;
+  };
+  std::map<std::string, InUse> m_in_use;
   std::mutex m_mutex;
   std::condition_variable m_cv;
   std::deque<std::function<void()>> m_jobs;

@@ -10,7 +10,9 @@
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +22,7 @@ namespace vigil::vtpm {
 
 namespace {
 
-constexpr char kMagic[8] = {'V', 'I', 'G', 'I', 'L', 'S', 'K', '1'};
+constexpr char kMagic[8] = {'V', 'I', 'G', 'I', 'L', 'S', 'K', '2'};
 constexpr size_t kMaxBlobBytes = 4096;
 constexpr int32_t kTimeoutMs = 30'000;  // per command; CreatePrimary on a slow hardware TPM takes seconds
 
@@ -30,7 +32,7 @@ class Host {
   explicit Host(std::string tcti) : m_tcti_name(std::move(tcti)) {}
   ~Host() {
     if (m_esys) {
-      for (ESYS_TR h : {m_object, m_session, m_primary}) {
+      for (ESYS_TR h : {m_policy, m_object, m_session, m_primary}) {
         if (h != ESYS_TR_NONE) Esys_FlushContext(m_esys, h);
       }
       Esys_Finalize(&m_esys);
@@ -90,15 +92,52 @@ class Host {
     return {};
   }
 
-  Result<SealedBlob> seal(std::span<const uint8_t> key) {
+  // A session of `type` (TPM2_SE_TRIAL or TPM2_SE_POLICY) with PolicyPCR on `mask`'s current values.
+  Result<ESYS_TR> pcr_policy(TPM2_SE type, uint32_t mask) {
+    TPMT_SYM_DEF sym{.algorithm = TPM2_ALG_AES, .keyBits = {.aes = 128}, .mode = {.aes = TPM2_ALG_CFB}};
+    ESYS_TR session = ESYS_TR_NONE;
+    const ESYS_TR salt = type == TPM2_SE_POLICY ? m_primary : ESYS_TR_NONE;
+    if (TSS2_RC rc = Esys_StartAuthSession(m_esys, salt, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
+                                           type, &sym, TPM2_ALG_SHA256, &session);
+        rc != TSS2_RC_SUCCESS) {
+      return fail("cannot start a policy session", rc);
+    }
+    TPML_PCR_SELECTION pcrs{};
+    pcrs.count = 1;
+    pcrs.pcrSelections[0].hash = TPM2_ALG_SHA256;
+    pcrs.pcrSelections[0].sizeofSelect = 3;
+    for (unsigned i = 0; i < 3; ++i) pcrs.pcrSelections[0].pcrSelect[i] = static_cast<BYTE>(mask >> (8 * i));
+    TPM2B_DIGEST none{};  // the TPM takes the PCRs' current values
+    if (TSS2_RC rc = Esys_PolicyPCR(m_esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &none, &pcrs);
+        rc != TSS2_RC_SUCCESS) {
+      Esys_FlushContext(m_esys, session);
+      return fail(fmt::format("PolicyPCR on host PCRs {} failed", format_pcr_list(mask)), rc);
+    }
+    return session;
+  }
+
+  Result<SealedBlob> seal(std::span<const uint8_t> key, uint32_t mask) {
+    TPM2B_DIGEST policy{};
+    if (mask) {
+      auto trial = pcr_policy(TPM2_SE_TRIAL, mask);
+      if (!trial) return std::unexpected(trial.error());
+      TPM2B_DIGEST* digest = nullptr;
+      TSS2_RC rc = Esys_PolicyGetDigest(m_esys, *trial, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &digest);
+      Esys_FlushContext(m_esys, *trial);
+      if (rc != TSS2_RC_SUCCESS) return fail("cannot compute the PCR policy", rc);
+      policy = *digest;
+      Esys_Free(digest);
+    }
     TPM2B_SENSITIVE_CREATE sensitive{};
     sensitive.sensitive.data.size = static_cast<UINT16>(key.size());
     std::memcpy(sensitive.sensitive.data.buffer, key.data(), key.size());
     TPM2B_PUBLIC pub{};
     pub.publicArea.type = TPM2_ALG_KEYEDHASH;
     pub.publicArea.nameAlg = TPM2_ALG_SHA256;
-    pub.publicArea.objectAttributes = TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                                      TPMA_OBJECT_NODA;
+    // With a PCR policy, the policy is the only way to use the object (no user auth).
+    pub.publicArea.objectAttributes = (mask ? 0 : TPMA_OBJECT_USERWITHAUTH) | TPMA_OBJECT_FIXEDTPM |
+                                      TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_NODA;
+    pub.publicArea.authPolicy = policy;
     pub.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
     TPM2B_DATA outside{};
     TPML_PCR_SELECTION pcrs{};
@@ -109,6 +148,7 @@ class Host {
     explicit_bzero(&sensitive, sizeof(sensitive));
     if (rc != TSS2_RC_SUCCESS) return fail("cannot seal the vTPM state key", rc);
     SealedBlob blob;
+    blob.pcr_mask = mask;
     auto marshal = [](auto fn, const auto* v, std::vector<uint8_t>& out) {
       uint8_t buf[kMaxBlobBytes];
       size_t off = 0;
@@ -140,8 +180,23 @@ class Host {
       m_object = ESYS_TR_NONE;
       return fail("cannot load the sealed vTPM state key (sealed by another TPM, or its owner seed changed)", rc);
     }
+    ESYS_TR auth = m_session;
+    if (blob.pcr_mask) {
+      auto policy = pcr_policy(TPM2_SE_POLICY, blob.pcr_mask);
+      if (!policy) return std::unexpected(policy.error());
+      m_policy = auth = *policy;
+      const TPMA_SESSION attrs = TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION;
+      if (TSS2_RC rc = Esys_TRSess_SetAttributes(m_esys, auth, attrs, 0xff); rc != TSS2_RC_SUCCESS) {
+        return fail("cannot set the policy session's attributes", rc);
+      }
+    }
     TPM2B_SENSITIVE_DATA* out = nullptr;
-    if (TSS2_RC rc = Esys_Unseal(m_esys, m_object, m_session, ESYS_TR_NONE, ESYS_TR_NONE, &out); rc != TSS2_RC_SUCCESS) {
+    if (TSS2_RC rc = Esys_Unseal(m_esys, m_object, auth, ESYS_TR_NONE, ESYS_TR_NONE, &out); rc != TSS2_RC_SUCCESS) {
+      // TPM_RC_POLICY_FAIL (format one, error 0x1d): the PCRs are not what they were.
+      if (blob.pcr_mask && (rc & 0xffff0000) == 0 && (rc & 0x80) && (rc & 0x3f) == 0x1d) {
+        return make_error("host TPM '{}': cannot unseal the vTPM state key: host PCRs {} differ from when it was sealed",
+                          m_tcti_name, format_pcr_list(blob.pcr_mask));
+      }
       return fail("cannot unseal the vTPM state key", rc);
     }
     std::vector<uint8_t> key(out->buffer, out->buffer + out->size);
@@ -158,7 +213,7 @@ class Host {
   std::string m_tcti_name;
   TSS2_TCTI_CONTEXT* m_tcti = nullptr;
   ESYS_CONTEXT* m_esys = nullptr;
-  ESYS_TR m_primary = ESYS_TR_NONE, m_session = ESYS_TR_NONE, m_object = ESYS_TR_NONE;
+  ESYS_TR m_primary = ESYS_TR_NONE, m_session = ESYS_TR_NONE, m_object = ESYS_TR_NONE, m_policy = ESYS_TR_NONE;
 };
 
 void put_part(std::vector<uint8_t>& out, const std::vector<uint8_t>& part) {
@@ -169,8 +224,34 @@ void put_part(std::vector<uint8_t>& out, const std::vector<uint8_t>& part) {
 
 }  // namespace
 
+Result<uint32_t> parse_pcr_list(const std::string& text) {
+  uint32_t mask = 0;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    unsigned n = 0;
+    const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), n);
+    if (item.empty() || ec != std::errc() || ptr != item.data() + item.size() || n > 23) {
+      return make_error("host PCR list '{}': '{}' is not a PCR number 0-23", text, item);
+    }
+    mask |= 1u << n;
+    start = comma + 1;
+  }
+  return mask;
+}
+
+std::string format_pcr_list(uint32_t mask) {
+  std::string out;
+  for (unsigned i = 0; i < 24; ++i) {
+    if (mask & (1u << i)) out += (out.empty() ? "" : ",") + std::to_string(i);
+  }
+  return out;
+}
+
 std::vector<uint8_t> format_sealed_blob(const SealedBlob& blob) {
   std::vector<uint8_t> out(std::begin(kMagic), std::end(kMagic));
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(blob.pcr_mask >> shift));
   put_part(out, blob.pub);
   put_part(out, blob.priv);
   return out;
@@ -180,7 +261,10 @@ Result<SealedBlob> parse_sealed_blob(std::span<const uint8_t> bytes) {
   if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
     return make_error("it does not start with the sealed-key magic");
   }
-  size_t at = sizeof(kMagic);
+  if (bytes.size() < sizeof(kMagic) + 4) return make_error("it ends before its host PCR mask");
+  const uint32_t mask = (uint32_t{bytes[8]} << 24) | (uint32_t{bytes[9]} << 16) | (uint32_t{bytes[10]} << 8) | bytes[11];
+  if (mask & ~kHostPcrMask) return make_error("its host PCR mask {:#x} names PCRs beyond 23", mask);
+  size_t at = sizeof(kMagic) + 4;
   auto part = [&](const char* what) -> Result<std::vector<uint8_t>> {
     if (bytes.size() - at < 2) return make_error("it ends before the {} part's length", what);
     const size_t n = (size_t{bytes[at]} << 8) | bytes[at + 1];
@@ -207,10 +291,11 @@ Result<SealedBlob> parse_sealed_blob(std::span<const uint8_t> bytes) {
   if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(priv->data(), priv->size(), &off, &q) != TSS2_RC_SUCCESS || off != priv->size()) {
     return make_error("its private part is not a TPM2B_PRIVATE");
   }
-  return SealedBlob{std::move(*pub), std::move(*priv)};
+  return SealedBlob{std::move(*pub), std::move(*priv), mask};
 }
 
-Result<std::vector<uint8_t>> state_key(const std::string& tcti, const std::string& state_dir) {
+Result<std::vector<uint8_t>> state_key(const std::string& tcti, const std::string& state_dir, uint32_t pcr_mask) {
+  if (pcr_mask & ~kHostPcrMask) return make_error("host PCR mask {:#x} names PCRs beyond 23", pcr_mask);
   const std::string path = state_dir + "/" + kSealedKeyFile;
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
@@ -243,7 +328,7 @@ Result<std::vector<uint8_t>> state_key(const std::string& tcti, const std::strin
   }
   Host host(tcti);
   if (auto r = host.open(); !r) return std::unexpected(r.error());
-  auto blob = host.seal(key);
+  auto blob = host.seal(key, pcr_mask);
   if (!blob) return std::unexpected(blob.error());
   // Written whole under a temporary name, then renamed: a crash leaves no half blob.
   const std::vector<uint8_t> bytes = format_sealed_blob(*blob);

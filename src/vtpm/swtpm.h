@@ -2,10 +2,13 @@
 // outside vigild"). The process gets two connected Unix socketpairs, no socket paths: the
 // data channel (raw TPM 2.0 commands and responses, `--server type=unixio,fd=3`) and the
 // control channel (`--ctrl type=unixio,clientfd=4`, big-endian u32 command codes, see
-// swtpm-ioctls(3)). It runs with its own state directory as its only file access, its own
-// seccomp profile (`--seccomp action=kill`), and dies with vigild (PR_SET_PDEATHSIG) or when
-// the control channel closes. A dead process is detected on the next command: execute()
-// fails with one sentence naming the pid and how it ended.
+// swtpm-ioctls(3)). It runs with its own state directory as its only file access (run as
+// root, vigild gives it the uid owning that 0700 directory), its own seccomp profile
+// (`--seccomp action=kill`), an optional state key through a pipe (`--key fd=5`), and dies
+// with vigild (PR_SET_PDEATHSIG) or when the control channel closes. It is watched, signalled
+// and reaped through a pidfd only, so sandboxed threads can do it (base/sandbox.cpp). A dead
+// process is detected on the next command: execute() fails with one sentence naming the pid
+// and how it ended.
 #pragma once
 
 #include <sys/types.h>

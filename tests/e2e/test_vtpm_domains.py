@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -95,6 +96,14 @@ class VtpmDomains(unittest.TestCase):
         self.assertEqual(PRIMARY.search(out).group(1), key_a, "the vTPM state survived destroy + create")
         self.assertNotEqual(self.vtpms("tpm-a")[0]["pid"], pid_a)
 
+        # A killed swtpm shows in vtpm-list (reaped by a sandboxed API thread through its pidfd).
+        pid_b = listing["tpm-b"]["pid"]
+        os.kill(pid_b, signal.SIGKILL)
+        self.assertTrue(wait_for(lambda: self.vtpms("tpm-b")[0]["status"] == "killed by signal 9", 10, step=0.1),
+                        self.vtpms("tpm-b"))
+        self.assertIsNone(proc_state(pid_b), "reaped, not a zombie")
+        self.d.vigil("destroy", "tpm-b")
+
     def test_reboot_resets_and_remeasures_the_tpm(self):
         cmd = ("vtest-tpm2 /dev/tpmrm0 getrandom 8; vtest-tpm2 /dev/tpmrm0 pcrread 8; "
                "vtest-tpm2 /dev/tpmrm0 pcrread 16; sleep 2; reboot -f")
@@ -114,6 +123,18 @@ class VtpmDomains(unittest.TestCase):
         # and PCR 16 (debug, never extended by vigild) zero.
         self.assertEqual(set(boots.values()), {(kernel_pcr8(), "0" * 64)}, boots)
 
+    def test_save_refuses_a_domain_with_a_vtpm(self):
+        # Snapshots do not carry the vTPM yet: refused, never saved without it.
+        self.d.vigil("create", self.config("sv", "sleep 600", 'vtpm = [ "" ]'))
+        self.assertTrue(wait_for(lambda: "VIGIL-GUEST: init started" in self.d.console("sv"), 120))
+        snap = os.path.join(self.tmp, "sv.snap")
+        r = self.d.vigil("save", "sv", snap, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr, "vigil: domain 'sv': device tpm-tis (a vTPM) cannot be saved yet\n")
+        self.assertFalse(os.path.exists(snap))
+        self.assertEqual(self.d.domains()["sv"]["state"], "running")
+        self.assertEqual(self.vtpms("sv")[0]["status"], "running")
+
     def test_vtpm_that_cannot_start_fails_create_with_one_sentence(self):
         blocker = os.path.join(self.tmp, "file")
         with open(blocker, "w") as f:
@@ -122,6 +143,14 @@ class VtpmDomains(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, r"^vigil: vTPM of domain 'bad': cannot create vTPM state directory '.*/file/x': .*\n$")
         self.assertNotIn("bad", self.d.domains())
+        # Two domains on one state directory: the second is refused, naming the first.
+        self.d.vigil("create", self.config("one", "sleep 60", 'vtpm = [ "state=shared" ]'))
+        r = self.d.vigil("create", self.config("two", "sleep 60", 'vtpm = [ "state=shared" ]'), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, f"vigil: vTPM of domain 'two': state directory '{self.tmp}/shared' is in use by "
+                                   "domain 'one'\n")
+        self.d.vigil("destroy", "one")
+        self.d.vigil("create", self.config("two", "sleep 60", 'vtpm = [ "state=shared" ]'))
         r = self.d.vigil("create", self.config("bad2", "true", 'vtpm = [ "backend=vtpmmgr" ]'), check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("bad2.cfg:8: vtpm: entry 1: backend= names a Xen vTPM stub domain", r.stderr)

@@ -15,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from guest import write_domain_config  # noqa: E402
-from test_domains import Vigild, wait_for  # noqa: E402
+from test_domains import VIGILD, Vigild, wait_for  # noqa: E402
 
 PRIMARY = re.compile(r"VTEST-TPM primary rc=0x0 ([0-9a-f]{64} [0-9a-f]{64})")
 
@@ -108,7 +108,7 @@ class VtpmSealing(unittest.TestCase):
         self.assertEqual(int.from_bytes(head[10:12], "big"), 2, head.hex())
         with open(os.path.join(self.state, "vtpm-key.sealed"), "rb") as f:
             sealed = f.read()
-        self.assertTrue(sealed.startswith(b"VIGILSK1"))
+        self.assertTrue(sealed.startswith(b"VIGILSK2\0\0\0\0"), "no host PCR policy without --host-tpm-pcrs")
 
         d.vigil("destroy", "sealed")
         self.assertEqual(self.boot_primary(d), key, "destroy + create: same TPM")
@@ -146,6 +146,25 @@ class VtpmSealing(unittest.TestCase):
         # The right host TPM still opens it.
         d = self.vigild("--host-tpm", host.tcti)
         self.boot_primary(d)
+
+    def test_key_sealed_to_host_pcrs_stops_unsealing_when_they_change(self):
+        host = self.host("host")
+        d = self.vigild("--host-tpm", host.tcti, "--host-tpm-pcrs", "16")
+        key = self.boot_primary(d)
+        d.vigil("destroy", "sealed")
+        self.assertEqual(self.boot_primary(d), key, "unchanged host PCRs: the key unseals")
+        d.vigil("destroy", "sealed")
+        # The host boots "something else": its PCR 16 changes.
+        subprocess.run(["tpm2_pcrextend", "-T", host.tcti, "16:sha256=" + "11" * 32], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = d.vigil("create", self.cfg, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, f"vigil: vTPM of domain 'sealed': host TPM '{host.tcti}': cannot unseal the vTPM "
+                                   "state key: host PCRs 16 differ from when it was sealed\n")
+        self.assertNotIn("sealed", d.domains())
+        r = subprocess.run([VIGILD, "--host-tpm-pcrs", "24"], stderr=subprocess.PIPE, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("'24' is not a PCR number 0-23", r.stderr)
 
     def test_host_tpm_that_never_answers_fails_create_at_the_deadline(self):
         # Accepts on the data and control ports and never answers (tpm2-tss alone would wait forever).

@@ -147,17 +147,49 @@ TEST_F(SealingTest, StateWithoutItsBlobIsRefused) {
   EXPECT_FALSE(fs::exists(state / kSealedKeyFile));
 }
 
+TEST(SealedBlob, PcrLists) {
+  EXPECT_EQ(parse_pcr_list("0,7,16").value(), 0x10081u);
+  EXPECT_EQ(format_pcr_list(0x10081), "0,7,16");
+  for (const char* bad : {"", "24", "1,", "a", "-1", "7 ", "0x1"}) {
+    auto r = parse_pcr_list(bad);
+    EXPECT_FALSE(r) << bad;
+    if (!r) {
+      EXPECT_NE(r.error().message.find("is not a PCR number 0-23"), std::string::npos);
+    }
+  }
+}
+
+TEST_F(SealingTest, PcrPolicyUnsealsOnlyWhileTheHostPcrsHold) {
+  HostTpm host(m_dir / "host");
+  const fs::path state = m_dir / "vtpm";
+  auto key = state_key(host.tcti(), state.string(), 1u << 16);
+  ASSERT_TRUE(key) << key.error().message;
+  auto blob = parse_sealed_blob(file_bytes(state / kSealedKeyFile));
+  ASSERT_TRUE(blob);
+  EXPECT_EQ(blob->pcr_mask, 1u << 16);
+  auto again = state_key(host.tcti(), state.string());  // the blob's policy, whatever is asked now
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(*again, *key);
+  const std::string extend = "tpm2_pcrextend -T '" + host.tcti() + "' 16:sha256=" + std::string(64, '1') + " 2>/dev/null";
+  ASSERT_EQ(::system(extend.c_str()), 0);
+  auto after = state_key(host.tcti(), state.string());
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().message, "host TPM '" + host.tcti() +
+                                       "': cannot unseal the vTPM state key: host PCRs 16 differ from when it was sealed");
+}
+
 TEST(SealedBlob, RoundTripsAndRefusesHostileBytes) {
   // A well-formed blob needs real marshaled parts: build them by hand (TPM2B_PUBLIC of a
   // KEYEDHASH object, TPM2B_PRIVATE of 4 opaque bytes).
   const std::vector<uint8_t> pub = {0x00, 0x0e, 0x00, 0x08, 0x00, 0x0b, 0x00, 0x00, 0x04, 0x52,
                                     0x00, 0x00, 0x00, 0x10, 0x00, 0x00};
   const std::vector<uint8_t> priv = {0x00, 0x04, 1, 2, 3, 4};
-  const auto bytes = format_sealed_blob({pub, priv});
+  const auto bytes = format_sealed_blob({pub, priv, 0x010080});
   auto parsed = parse_sealed_blob(bytes);
   ASSERT_TRUE(parsed) << parsed.error().message;
   EXPECT_EQ(parsed->pub, pub);
   EXPECT_EQ(parsed->priv, priv);
+  EXPECT_EQ(parsed->pcr_mask, 0x010080u);
 
   auto fails = [](std::vector<uint8_t> b, const std::string& what) {
     auto r = parse_sealed_blob(b);
@@ -168,6 +200,9 @@ TEST(SealedBlob, RoundTripsAndRefusesHostileBytes) {
   auto wrong_magic = bytes;
   wrong_magic[0] ^= 1;
   fails(wrong_magic, "magic");
+  auto wide_mask = bytes;
+  wide_mask[8] = 1;  // PCR 24 and up do not exist
+  fails(wide_mask, "beyond 23");
   for (size_t n = 8; n < bytes.size(); ++n) {
     auto cut = std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(n));
     EXPECT_FALSE(parse_sealed_blob(cut)) << "cut at " << n;
@@ -176,7 +211,7 @@ TEST(SealedBlob, RoundTripsAndRefusesHostileBytes) {
   trailing.push_back(0);
   fails(trailing, "1 bytes after the private part");
   auto huge = bytes;
-  huge[8] = 0xff;  // public part length 0xff0e
+  huge[12] = 0xff;  // public part length 0xff0e
   fails(huge, "public part declares");
   auto rsa = pub;
   rsa[3] = 0x01;  // TPM_ALG_RSA: not a sealed data object
