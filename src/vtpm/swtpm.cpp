@@ -158,7 +158,7 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
   ::close(ctrl[1]);
   if (key_pipe[0] >= 0) ::close(key_pipe[0]);
   // swtpm holds the key now; vigild keeps no copy.
-  explicit_bzero(s->m_options.state_key.data(), s->m_options.state_key.size());
+  if (!s->m_options.state_key.empty()) explicit_bzero(s->m_options.state_key.data(), s->m_options.state_key.size());
   s->m_options.state_key.clear();
   s->m_pidfd = ::pidfd_open(pid, 0);  // the child cannot be reaped before this: nobody waits for it yet
   if (s->m_pidfd < 0) {
