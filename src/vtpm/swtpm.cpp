@@ -152,6 +152,9 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
     if (uid != 0 && (::chdir(options.state_dir.c_str()) != 0 || ::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)) {
       ::_exit(126);
     }
+    // A credential change clears the parent-death signal (prctl(2)): set it again, and make
+    // sure vigild did not die in between.
+    if (uid != 0 && (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent)) ::_exit(127);
     ::execv(program.c_str(), argv.data());
     ::_exit(127);
   }
