@@ -82,7 +82,7 @@ Result<std::vector<uint8_t>> state_key_via_helper(const std::string& exe, const 
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (timed_out) {
-    explicit_bzero(reply.data(), reply.size());
+    if (!reply.empty()) explicit_bzero(reply.data(), reply.size());
     return make_error("host TPM '{}': no answer within {} s (the TPM or its TCTI hangs)", tcti, timeout_ms / 1000.0);
   }
   if (!reply.empty() && reply[0] == 'K' && reply.size() == 1 + kStateKeyBytes && WIFEXITED(status) &&

@@ -105,7 +105,7 @@ Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const 
     o.host_tpm = m_options.host_tcti;
   }
   auto tpm = Swtpm::start(o);
-  explicit_bzero(o.state_key.data(), o.state_key.size());
+  if (!o.state_key.empty()) explicit_bzero(o.state_key.data(), o.state_key.size());
   if (!tpm) return make_error("vTPM of domain '{}': {}", domain, tpm.error().message);
   m_in_use[canonical] = {*tpm, domain};
   return tpm;

@@ -152,13 +152,16 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
     if (uid != 0 && (::chdir(options.state_dir.c_str()) != 0 || ::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)) {
       ::_exit(126);
     }
+    // A credential change clears the parent-death signal (prctl(2)): set it again, and make
+    // sure vigild did not die in between.
+    if (uid != 0 && (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent)) ::_exit(127);
     ::execv(program.c_str(), argv.data());
     ::_exit(127);
   }
   ::close(ctrl[1]);
   if (key_pipe[0] >= 0) ::close(key_pipe[0]);
   // swtpm holds the key now; vigild keeps no copy.
-  explicit_bzero(s->m_options.state_key.data(), s->m_options.state_key.size());
+  if (!s->m_options.state_key.empty()) explicit_bzero(s->m_options.state_key.data(), s->m_options.state_key.size());
   s->m_options.state_key.clear();
   s->m_pidfd = ::pidfd_open(pid, 0);  // the child cannot be reaped before this: nobody waits for it yet
   if (s->m_pidfd < 0) {

@@ -135,6 +135,15 @@ class VtpmDomains(unittest.TestCase):
         self.assertEqual(self.d.domains()["sv"]["state"], "running")
         self.assertEqual(self.vtpms("sv")[0]["status"], "running")
 
+    def test_swtpm_dies_with_vigild(self):
+        # Run as root, swtpm changes uid, which clears its parent-death signal: it is set again.
+        self.d.vigil("create", self.config("orphan", "sleep 600", 'vtpm = [ "" ]'))
+        pid = self.vtpms("orphan")[0]["pid"]
+        self.d.proc.kill()
+        self.d.proc.wait()
+        self.assertTrue(wait_for(lambda: proc_state(pid) in (None, "Z"), 10, step=0.05),
+                        f"swtpm {pid} outlived vigild: {proc_state(pid)}")
+
     def test_vtpm_that_cannot_start_fails_create_with_one_sentence(self):
         blocker = os.path.join(self.tmp, "file")
         with open(blocker, "w") as f:
