@@ -32,12 +32,7 @@ int fail(const std::string& message) {
   return 1;
 }
 
-Result<Json> call(const std::string& socket, Json req) {
-  auto r = toolstack::api_call(socket, req);
-  if (!r) return std::unexpected(r.error());
-  if (!r->value("ok", false)) return make_error("{}", r->value("error", std::string("vigild refused the request")));
-  return r;
-}
+Result<Json> call(const std::string& socket, const Json& req) { return toolstack::api_request(socket, req); }
 
 void add_domain(Json& req, const std::string& domain) {
   if (!domain.empty()) req["domain"] = domain;

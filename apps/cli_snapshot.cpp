@@ -24,13 +24,9 @@ std::string absolute(const std::string& path) {
 }
 
 std::optional<Json> call(const std::string& socket, const Json& request) {
-  auto r = toolstack::api_call(socket, request);
+  auto r = toolstack::api_request(socket, request);
   if (!r) {
     std::fprintf(stderr, "vigil: %s\n", r.error().message.c_str());
-    return std::nullopt;
-  }
-  if (!r->value("ok", false)) {
-    std::fprintf(stderr, "vigil: %s\n", r->value("error", std::string("request failed")).c_str());
     return std::nullopt;
   }
   return *r;

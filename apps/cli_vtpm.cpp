@@ -21,13 +21,9 @@ std::string text_or(const toolstack::Json& v, const char* none) {
 int run(const std::string& socket, const Options& o) {
   toolstack::Json req{{"op", "vtpm-list"}};
   if (!o.domain.empty()) req["domain"] = o.domain;
-  auto r = toolstack::api_call(socket, req);
+  auto r = toolstack::api_request(socket, req);
   if (!r) {
     std::fprintf(stderr, "vigil: %s\n", r.error().message.c_str());
-    return 1;
-  }
-  if (!r->value("ok", false)) {
-    std::fprintf(stderr, "vigil: %s\n", r->value("error", std::string("request failed")).c_str());
     return 1;
   }
   if (o.json) {

@@ -118,13 +118,9 @@ using vigil::toolstack::Json;
 
 // Sends one request to vigild and prints its error if it failed; returns the answer or null.
 std::optional<Json> call(const std::string& socket, const Json& request) {
-  auto r = vigil::toolstack::api_call(socket, request);
+  auto r = vigil::toolstack::api_request(socket, request);
   if (!r) {
     std::fprintf(stderr, "vigil: %s\n", r.error().message.c_str());
-    return std::nullopt;
-  }
-  if (!r->value("ok", false)) {
-    std::fprintf(stderr, "vigil: %s\n", r->value("error", std::string("request failed")).c_str());
     return std::nullopt;
   }
   return *r;

@@ -27,8 +27,6 @@ namespace {
 
 constexpr unsigned char kDetachKey = 0x1d;  // Ctrl-], as xl console
 
-Json error_json(const std::string& message) { return Json{{"ok", false}, {"error", message}}; }
-
 bool send_all(int fd, const void* data, size_t len, bool nonblocking = false) {
   auto p = static_cast<const uint8_t*>(data);
   while (len > 0) {
@@ -50,7 +48,7 @@ bool send_line(int fd, const Json& j) {
 
 Result<std::string> domain_key(const Json& req) {
   auto it = req.find("domain");
-  if (it == req.end()) return make_error("missing \"domain\"");
+  if (it == req.end() || it->is_null()) return make_error("missing \"domain\": a name or an id");
   if (it->is_string()) return it->get<std::string>();
   if (it->is_number_unsigned()) return std::to_string(it->get<uint64_t>());
   return make_error("\"domain\" must be a name or an id");
@@ -66,9 +64,7 @@ Json domain_json(const hv::DomainInfo& i) {
 // Runs `fn(id)` for a request naming a domain.
 template <typename Fn>
 Json with_domain(hv::DomainManager& m, const Json& req, Fn fn) {
-  auto key = domain_key(req);
-  if (!key) return error_json(key.error().message);
-  auto id = m.lookup(*key);
+  auto id = request_domain(m, req);
   if (!id) return error_json(id.error().message);
   return fn(*id);
 }
@@ -83,6 +79,22 @@ Result<std::optional<unsigned>> optional_uint(const Json& req, const char* key) 
 }
 
 }  // namespace
+
+Json error_json(const std::string& message) { return Json{{"ok", false}, {"error", message}}; }
+
+Result<uint32_t> request_domain(hv::DomainManager& m, const Json& req) {
+  auto key = domain_key(req);
+  if (!key) return std::unexpected(key.error());
+  return m.lookup(*key);
+}
+
+Result<std::optional<uint32_t>> request_optional_domain(hv::DomainManager& m, const Json& req) {
+  auto it = req.find("domain");
+  if (it == req.end() || it->is_null()) return std::optional<uint32_t>{};
+  auto id = request_domain(m, req);
+  if (!id) return std::unexpected(id.error());
+  return std::optional<uint32_t>{*id};
+}
 
 Json handle_request(hv::DomainManager& m, const Json& req) {
   if (!req.is_object()) return error_json("a request must be a JSON object");
@@ -345,6 +357,13 @@ Result<Json> read_response(int fd, std::string& rest) {
   return j;
 }
 }  // namespace
+
+Result<Json> api_request(const std::string& socket_path, const Json& request) {
+  auto r = api_call(socket_path, request);
+  if (!r) return r;
+  if (!r->value("ok", false)) return make_error("{}", r->value("error", std::string("vigild refused the request")));
+  return r;
+}
 
 std::string default_socket_path() {
   if (const char* env = std::getenv("VIGIL_SOCKET"); env && *env) return env;

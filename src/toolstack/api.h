@@ -14,6 +14,7 @@
 #include <atomic>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -57,8 +58,17 @@ class ApiServer {
   std::atomic<unsigned> m_clients{0};
 };
 
+// For the request handlers (api*.cpp): the error answer {"ok": false, "error": message}, and
+// the domain a request names ("domain": a name or an id), looked up.
+Json error_json(const std::string& message);
+Result<uint32_t> request_domain(hv::DomainManager& m, const Json& req);
+// The same where "domain" may be absent or null (meaning every domain): nullopt then.
+Result<std::optional<uint32_t>> request_optional_domain(hv::DomainManager& m, const Json& req);
+
 // Client side (the `vigil` command).
 Result<Json> api_call(const std::string& socket_path, const Json& request);
+// api_call, with an answer of {"ok": false} made an error carrying vigild's sentence.
+Result<Json> api_request(const std::string& socket_path, const Json& request);
 // Attaches the terminal to a domain's console until Ctrl-] (0x1d) or the domain stops.
 Result<void> api_console(const std::string& socket_path, const std::string& domain);
 

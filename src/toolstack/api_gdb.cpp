@@ -29,8 +29,6 @@ namespace {
 
 using gdb::StopReason;
 
-Json error_json(const std::string& message) { return Json{{"ok", false}, {"error", message}}; }
-
 // One gdb connection's view of a domain.
 class DomainTarget final : public gdb::Target {
  public:
@@ -396,11 +394,7 @@ std::optional<Json> handle_gdb_request(hv::DomainManager& m, const std::string& 
     }
     return Json{{"ok", true}, {"servers", list}};
   }
-  auto key_it = req.find("domain");
-  if (key_it == req.end() || !(key_it->is_string() || key_it->is_number_unsigned())) {
-    return error_json("missing \"domain\": a name or an id");
-  }
-  auto id = m.lookup(key_it->is_string() ? key_it->get<std::string>() : std::to_string(key_it->get<uint64_t>()));
+  auto id = request_domain(m, req);
   if (!id) return error_json(id.error().message);
   if (op == "gdbserver") return start_server(m, *id, req);
   std::shared_ptr<Server> s;

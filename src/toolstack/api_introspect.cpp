@@ -20,10 +20,6 @@ using introspect::KernelFiles;
 using introspect::KernelInfo;
 using Clock = std::chrono::steady_clock;
 
-Json error_json(const std::string& message) {
-  return Json{{"ok", false}, {"error", message}};
-}
-
 // One introspection request at a time: they are rare, and the cached symbol tables carry the
 // offset of the domain being read.
 std::mutex g_mutex;
@@ -303,12 +299,7 @@ std::optional<Json> handle_introspect_request(hv::DomainManager& m, const std::s
   static const std::set<std::string> kOps = {"ps",          "modules",      "kernel-info", "translate",
                                              "read-memory", "write-memory", "symbol"};
   if (!kOps.contains(op)) return std::nullopt;
-  auto key_it = req.find("domain");
-  if (key_it == req.end() || !(key_it->is_string() || key_it->is_number_unsigned())) {
-    return error_json("missing \"domain\": a name or an id");
-  }
-  auto id =
-      m.lookup(key_it->is_string() ? key_it->get<std::string>() : std::to_string(key_it->get<uint64_t>()));
+  auto id = request_domain(m, req);
   if (!id) return error_json(id.error().message);
 
   std::lock_guard lock(g_mutex);

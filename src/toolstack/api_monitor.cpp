@@ -33,10 +33,6 @@ using monitor::Subscription;
 // sys_call_table, which System.map gives no size for.
 constexpr uint64_t kLinuxSyscalls = 451;
 
-Json error_json(const std::string& message) {
-  return Json{{"ok", false}, {"error", message}};
-}
-
 // What a session was and is, for monitor-list.
 struct SessionRecord {
   uint64_t id = 0;
@@ -415,16 +411,8 @@ void run_session(uint32_t id, std::shared_ptr<DomainMonitors> dm, std::shared_pt
   if (dm->dom->outcome()) forget_when_gone(id, dm);
 }
 
-Result<uint32_t> domain_id(hv::DomainManager& m, const Json& req) {
-  auto it = req.find("domain");
-  if (it == req.end()) return make_error("missing \"domain\"");
-  if (it->is_number_unsigned()) return m.lookup(std::to_string(it->get<uint64_t>()));
-  if (it->is_string()) return m.lookup(it->get<std::string>());
-  return make_error("\"domain\" must be a name or an id");
-}
-
 Json open_session(hv::DomainManager& m, const Json& req) {
-  auto id = domain_id(m, req);
+  auto id = request_domain(m, req);
   if (!id) return error_json(id.error().message);
   auto dm = monitors_for(m, *id);
   if (!dm) return error_json(dm.error().message);
@@ -488,7 +476,7 @@ void detach_monitors(hv::DomainManager& m, uint32_t id, const std::string& reaso
 namespace {
 
 Json list_sessions(hv::DomainManager& m, const Json& req) {
-  auto id = domain_id(m, req);
+  auto id = request_domain(m, req);
   if (!id) return error_json(id.error().message);
   Json out = Json::array();
   std::shared_ptr<DomainMonitors> dm;

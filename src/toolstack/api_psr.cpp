@@ -11,36 +11,11 @@ namespace vigil::toolstack {
 
 namespace {
 
-Json error_json(const std::string& message) { return Json{{"ok", false}, {"error", message}}; }
 
 uint64_t now_ns() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::steady_clock::now().time_since_epoch())
                                    .count());
-}
-
-// The domain a request names: nullopt if it names none ("domain" absent or null: all of them).
-Result<std::optional<uint32_t>> optional_domain(hv::DomainManager& m, const Json& req) {
-  auto it = req.find("domain");
-  if (it == req.end() || it->is_null()) return std::optional<uint32_t>{};
-  std::string key;
-  if (it->is_string()) {
-    key = it->get<std::string>();
-  } else if (it->is_number_unsigned()) {
-    key = std::to_string(it->get<uint64_t>());
-  } else {
-    return make_error("\"domain\" must be a name or an id");
-  }
-  auto id = m.lookup(key);
-  if (!id) return std::unexpected(id.error());
-  return std::optional<uint32_t>{*id};
-}
-
-Result<uint32_t> required_domain(hv::DomainManager& m, const Json& req) {
-  auto d = optional_domain(m, req);
-  if (!d) return std::unexpected(d.error());
-  if (!*d) return make_error("missing \"domain\"");
-  return **d;
 }
 
 // A mask or throttle: a JSON number, or a string "0x.." / decimal (what a user typed).
@@ -192,19 +167,19 @@ std::optional<Json> handle_psr_request(hv::DomainManager& m, const std::string& 
   if (op == "psr-hwinfo") return hwinfo(*psr);
   if (op == "psr-noisy") return noisy(m, *psr, req);
   if (op == "psr-cmt-attach" || op == "psr-cmt-detach") {
-    auto id = required_domain(m, req);
+    auto id = request_domain(m, req);
     if (!id) return error_json(id.error().message);
     auto r = op == "psr-cmt-attach" ? m.psr_attach(*id) : psr->detach(*id);
     if (!r) return error_json(r.error().message);
     return Json{{"ok", true}, {"id", *id}};
   }
   if (op == "psr-cmt-show") {
-    auto only = optional_domain(m, req);
+    auto only = request_optional_domain(m, req);
     if (!only) return error_json(only.error().message);
     return cmt_show(m, *psr, *only);
   }
   if (op == "psr-cat-set") {
-    auto id = required_domain(m, req);
+    auto id = request_domain(m, req);
     if (!id) return error_json(id.error().message);
     if (auto l = req.find("level"); l != req.end() && !(l->is_number_unsigned() && l->get<uint64_t>() == 3)) {
       return error_json("only the L3 cache (level 3) is modeled; Vigil has no L2 allocation");
@@ -215,7 +190,7 @@ std::optional<Json> handle_psr_request(hv::DomainManager& m, const std::string& 
     return Json{{"ok", true}, {"id", *id}, {"cbm", *cbm}};
   }
   if (op == "psr-mba-set") {
-    auto id = required_domain(m, req);
+    auto id = request_domain(m, req);
     if (!id) return error_json(id.error().message);
     auto thrtl = number_field(req, "thrtl");
     if (!thrtl) return error_json(thrtl.error().message);
@@ -225,7 +200,7 @@ std::optional<Json> handle_psr_request(hv::DomainManager& m, const std::string& 
     return Json{{"ok", true}, {"id", *id}, {"thrtl", *applied}};
   }
   if (op == "psr-cat-show" || op == "psr-mba-show") {
-    auto only = optional_domain(m, req);
+    auto only = request_optional_domain(m, req);
     if (!only) return error_json(only.error().message);
     const hv::PsrHwInfo h = psr->hwinfo();
     Json doms = Json::array();

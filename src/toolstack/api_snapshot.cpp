@@ -10,7 +10,6 @@
 namespace vigil::toolstack {
 namespace {
 
-Json error_json(const std::string& message) { return Json{{"ok", false}, {"error", message}}; }
 
 Result<std::string> absolute_path(const Json& req, const char* key, const char* verb) {
   auto it = req.find(key);
@@ -23,10 +22,7 @@ Result<std::string> absolute_path(const Json& req, const char* key, const char* 
 }
 
 Json save(hv::DomainManager& m, const Json& req) {
-  auto it = req.find("domain");
-  if (it == req.end() || !(it->is_string() || it->is_number_unsigned()))
-    return error_json("save needs \"domain\": a name or an id");
-  auto id = m.lookup(it->is_string() ? it->get<std::string>() : std::to_string(it->get<uint64_t>()));
+  auto id = request_domain(m, req);
   if (!id) return error_json(id.error().message);
   auto path = absolute_path(req, "file", "save");
   if (!path) return error_json(path.error().message);

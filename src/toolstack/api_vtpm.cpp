@@ -25,21 +25,16 @@ Json vtpm_json(hv::Domain& d) {
 
 std::optional<Json> handle_vtpm_request(hv::DomainManager& m, const std::string& op, const Json& req) {
   if (op != "vtpm-list") return std::nullopt;
-  std::optional<uint32_t> only;
-  if (auto it = req.find("domain"); it != req.end() && !it->is_null()) {
-    if (!it->is_string()) return Json{{"ok", false}, {"error", "\"domain\" must be a name or id string"}};
-    auto id = m.lookup(it->get<std::string>());
-    if (!id) return Json{{"ok", false}, {"error", id.error().message}};
-    only = *id;
-  }
+  auto only = request_optional_domain(m, req);
+  if (!only) return error_json(only.error().message);
   Json list = Json::array();
   for (const auto& info : m.list()) {
-    if (only && info.id != *only) continue;
+    if (*only && info.id != **only) continue;
     auto d = m.get(info.id);
     if (!d || !d->config().vtpm) continue;
     list.push_back(vtpm_json(*d));
   }
-  if (only && list.empty()) return Json{{"ok", false}, {"error", fmt::format("domain {} has no vTPM", *only)}};
+  if (*only && list.empty()) return error_json(fmt::format("domain {} has no vTPM", **only));
   return Json{{"ok", true}, {"vtpms", list}};
 }
 

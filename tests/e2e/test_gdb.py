@@ -103,13 +103,26 @@ class Gdb(unittest.TestCase):
         cmds = ["set pagination off", "set confirm off", f"target remote 127.0.0.1:{port}",
                 "info threads", "x/s linux_banner", "break do_sys_openat2", "continue",
                 "p/x $pc", "bt 2", "stepi", "p/x $pc", "p $priv", "delete", "detach"]
-        args = [GDB, "-nx", "-batch"]
+        # The remote log shows the packets if the session ever stalls.
+        log = os.path.join(self.cfgdir.name, "remote.log")
+        args = [GDB, "-nx", "-batch", "-ex", f"set remotelogfile {log}"]
         for c in cmds:
             args += ["-ex", c]
-        r = subprocess.run(args + [vmlinux], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=300)
-        out = r.stdout
-        self.assertEqual(r.returncode, 0, out)
+        p = subprocess.Popen(args + [vmlinux], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+            before = self.ticks()
+            time.sleep(2)
+            with open(log, errors="replace") as f:
+                packets = f.read()[-3000:]
+            self.fail(f"gdb stalled; ticks {before} -> {self.ticks()} in 2 s; "
+                      f"vcpus {self.d.request({'op': 'vcpu-list', 'domain': 'dbg'})}; "
+                      f"domain {self.d.domains().get('dbg')}\ngdb: {out[-2000:]}\npackets: {packets}\n"
+                      f"vigild: {open(self.d.log.name, errors='replace').read()[-2000:]}")
+        self.assertEqual(p.returncode, 0, out)
         # Both vCPUs are threads; the banner is read through the guest's page tables.
         self.assertRegex(out, r"Thread 1 .*\n.*Thread 2 ", out)
         self.assertIn("Linux version 6.1", out)
