@@ -179,6 +179,8 @@ void add_api(std::vector<Rule>& r) {
       {VIGIL_SYS(fcntl), {int_is(1, F_ADD_SEALS)}},
       {VIGIL_SYS(prctl), {int_is(0, PR_SET_NAME)}},
       {VIGIL_SYS(prctl), {int_is(0, PR_GET_NAME)}},
+      // Naming a new domain's guest RAM mapping (smaps shows [anon:vigil-guest-ram]).
+      {VIGIL_SYS(prctl), {int_is(0, PR_SET_VMA), int_is(1, PR_SET_VMA_ANON_NAME)}},
       // A child thread stacking its own (narrower) filter: no_new_privs, then seccomp
       // without TSYNC (which would impose it on every thread) or a user-space listener.
       {VIGIL_SYS(prctl), {int_is(0, PR_SET_NO_NEW_PRIVS)}},

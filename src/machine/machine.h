@@ -177,6 +177,7 @@ class Machine final : public riscv::Platform,
   ConsoleOut m_console;
   uint8_t* m_ram = nullptr;
   uint64_t m_ram_size = 0;
+  static constexpr uint64_t kRamGuard = 4096;  // PROT_NONE after guest RAM
   std::unique_ptr<riscv::GuestMemory> m_memory;
   std::vector<std::unique_ptr<riscv::Hart>> m_harts;
   std::unique_ptr<HsmSlot[]> m_hsm;

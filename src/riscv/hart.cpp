@@ -1,6 +1,8 @@
 // The hart's run loop, traps, interrupts and cross-thread requests.
 #include "riscv/hart.h"
 
+#include <malloc.h>
+
 #include "riscv/decode.h"
 #include "riscv/jit.h"
 
@@ -14,10 +16,12 @@ namespace {
 constexpr uint64_t kMisa = (2ull << 62) | (1u << ('A' - 'A')) | (1u << ('C' - 'A')) | (1u << ('D' - 'A')) |
                            (1u << ('F' - 'A')) | (1u << ('I' - 'A')) | (1u << ('M' - 'A')) |
                            (1u << ('S' - 'A')) | (1u << ('U' - 'A'));
-// Decoded pages kept per hart before the cache is dropped whole (32 KiB each).
+// Decoded pages kept per hart before the cache is dropped whole (38 KiB each).
 constexpr size_t kMaxDecodedPages = 2048;
 // mtime ticks per second: the device tree's timebase-frequency (10 MHz, as on QEMU virt).
 constexpr uint64_t kNsPerTick = 100;
+// How often (guest time) decoded pages nobody fetched from since the last sweep are dropped.
+constexpr uint64_t kSweepTicks = 2'000'000'000 / kNsPerTick;
 }  // namespace
 
 GuestMemory::GuestMemory(uint8_t* host, uint64_t base, uint64_t size)
@@ -245,13 +249,15 @@ ExitReason Hart::run(uint64_t budget) {
     m_seen_code_epoch = code_epoch;
     for (auto& set : m_tlb) set.write.fill(TlbEntry{});
   }
-  update_timers(m_platform.mtime());
+  const uint64_t now = m_platform.mtime();
+  update_timers(now);
   check_interrupts();
   if (state.load(std::memory_order_relaxed) != HartState::kRunning) return ExitReason::kStopped;
   if (wfi_pending) {
     if (!interrupt_pending_for_wfi()) return ExitReason::kWfi;
     wfi_pending = false;
   }
+  if (now >= m_next_sweep) [[unlikely]] sweep_decoded(now);
   // Revalidate the current code page once per slice: other harts may have written it.
   invalidate_fetch();
   if (m_jit != nullptr && m_jit->full()) [[unlikely]] {
@@ -331,6 +337,7 @@ void Hart::refill_fetch() {
     if (marks != 0) [[unlikely]] m_mem.note_marked_access(pa, 2, AccessType::kFetch);
     if (!cacheable || !whole_page || !p2m_exec || marks != 0) {
       // Not cacheable in the fetch TLB: use it for this page visit only.
+      page->used = m_sweep;
       m_fetch_page = page;
       m_fetch_page_index = index;
       m_fetch_vpage = pc & ~kPageMask;
@@ -344,9 +351,28 @@ void Hart::refill_fetch() {
     page = decoded_page_for(e.page_index);
     e.page = page;
   }
+  page->used = m_sweep;
   m_fetch_page = page;
   m_fetch_page_index = e.page_index;
   m_fetch_vpage = pc & ~kPageMask;
+}
+
+void Hart::sweep_decoded(uint64_t now) {
+  // First call (a new hart, or a clock set back by a restore): start the period now.
+  if (m_next_sweep == 0 || now + kSweepTicks < m_next_sweep) {
+    m_next_sweep = now + kSweepTicks;
+    return;
+  }
+  const uint32_t period = m_sweep;
+  const size_t dropped = std::erase_if(m_decoded, [&](const auto& kv) { return kv.second->used != period; });
+  ++m_sweep;
+  // A decoded page (~38 KiB) is below malloc's mmap threshold: freed, it would stay in the
+  // heap, resident. malloc_trim gives the whole free pages inside the heaps back (madvise).
+  if (dropped != 0) ::malloc_trim(0);
+  // Fetch entries point at decoded pages: they are looked up again (and so marked used).
+  for (auto& set : m_itlb) set.fill(FetchEntry{});
+  invalidate_fetch();
+  m_next_sweep = now + kSweepTicks;
 }
 
 Hart::DecodedPage* Hart::decoded_page_for(uint64_t index) {

@@ -440,6 +440,7 @@ class Hart {
     uint64_t ppn_index = 0;
     uint32_t gen = 0;
     uint32_t epoch = 0;
+    uint32_t used = 0;  // the sweep period (m_sweep) in which a fetch last entered the page
     DecodedInsn slots[kPageSize / 2];
     // Binary translation: how often each slot ran (jit_probe), and its interpreter handler
     // while the probe sits in the slot.
@@ -470,6 +471,10 @@ class Hart {
   void select_tlb();
   void flush_tlb();
   void flush_decoded();
+  // Drops the decoded copies (and with them the translated blocks) of pages no fetch has
+  // entered since the previous sweep: the code a guest ran once, at boot, stops costing
+  // host memory (bench/memory.py).
+  void sweep_decoded(uint64_t now);
   void take_trap(uint64_t cause, uint64_t tval, bool interrupt);
   bool check_interrupts();
   void refill_fetch();
@@ -512,6 +517,8 @@ class Hart {
   // Decoded-instruction cache.
   std::unordered_map<uint64_t, std::unique_ptr<DecodedPage>> m_decoded;
   uint32_t m_icache_epoch = 1;
+  uint32_t m_sweep = 1;
+  uint64_t m_next_sweep = 0;  // mtime of the next sweep_decoded
   uint64_t m_fetch_vpage = ~0ull;   // virtual page of the current fetch page, or ~0
   DecodedPage* m_fetch_page = nullptr;
   uint64_t m_fetch_page_index = 0;
