@@ -182,19 +182,24 @@ function renderConsoles() {
     if (!c) {
       c = el('div', undefined, 'console');
       c.dataset.id = String(id);
-      c.append(el('h3'), el('pre'));
+      const pre = el('pre');
+      // Follow the newest output until the reader scrolls up; scrolling back down follows again.
+      pre.dataset.follow = '1';
+      pre.addEventListener('scroll', () => {
+        pre.dataset.follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4 ? '1' : '0';
+      });
+      c.append(el('h3'), pre);
     }
     c.querySelector('h3').textContent = `${s.name} — console`;
     const pre = c.querySelector('pre');
     const text = str(s.doc.console_tail, 8192);
-    if (pre.textContent !== text) {
-      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-      pre.textContent = text;
-      if (atBottom) pre.scrollTop = pre.scrollHeight;
-    }
+    if (pre.textContent !== text) pre.textContent = text;
     order.push(c);
   }
   box.replaceChildren(...order);
+  for (const pre of box.querySelectorAll('pre')) {
+    if (pre.dataset.follow === '1') pre.scrollTop = pre.scrollHeight;
+  }
 }
 
 async function poll() {
