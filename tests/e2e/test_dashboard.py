@@ -92,11 +92,14 @@ class Dashboard(unittest.TestCase):
     def test_busy_domain_appears_and_its_cpu_plot_moves(self):
         t0 = time.monotonic()
         self.start_vigild()
-        # One domain (a second one doubles the boot time on a loaded 2-core machine): a CPU-bound
-        # shell loop that prints markup now and then (the page must show it as text) and so
-        # opens /dev/null on every round (syscalls for the event-rate plot); cache monitoring on for the psr plots.
-        loop = "v=$((6*7)); while :; do echo '<img src=x onerror=alert('$v')>'; i=0; while [ $i -lt 5000 ]; do i=$((i+1)); : </dev/null; done; done"
-        self.d.vigil("create", write_domain_config(self.cfgdir.name, "busy", loop, quote_cmd=True,
+        # One domain, CPU-bound, with cache monitoring on: a cache thrasher (guest/tests/
+        # vtest-thrash.c, streaming over 64 MiB, more than the modeled L3: memory traffic for the
+        # bandwidth plot) beside a shell loop that prints markup every round (the page must show
+        # it as text) and opens /dev/null on every inner round (syscalls for the event-rate
+        # plot). A second domain would double the boot time on a loaded 2-core machine.
+        loop = ("vtest-thrash stream 64 0 >/dev/null & v=$((6*7)); while :; do echo '<img src=x onerror=alert('$v')>'; "
+                "i=0; while [ $i -lt 5000 ]; do i=$((i+1)); : </dev/null; done; done")
+        self.d.vigil("create", write_domain_config(self.cfgdir.name, "busy", loop, quote_cmd=True, memory=256,
                                                    extra_lines="psr_cmt = 1\n"))
         # Waits read the dashboard's own JSON (Vigild.console() reads until output pauses, and
         # this guest never pauses).
@@ -128,7 +131,9 @@ class Dashboard(unittest.TestCase):
         occ = dom.canvases["plot-occupancy"]
         self.assertGreater(int(occ["data-samples"]), 0, occ)
         self.assertGreater(float(occ["data-max"]), 0, occ)
-        self.assertGreater(int(dom.canvases["plot-bandwidth"]["data-samples"]), 0)
+        bw = dom.canvases["plot-bandwidth"]
+        self.assertGreater(int(bw["data-samples"]), 0, bw)
+        self.assertGreater(float(bw["data-max"]), 0, bw)
         ev = dom.canvases["plot-events"]
         self.assertGreater(float(ev["data-max"]), 0, ev)
         # The guest's markup is text in a <pre>, never an element.

@@ -82,6 +82,14 @@ function ingest(doc) {
 
 function last(a) { return a.length ? a[a.length - 1] : null; }
 
+// The smallest 1, 2, 2.5 or 5 times a power of ten at or above x: a round top for a scale.
+function niceCeil(x) {
+  if (!(x > 0)) return 0;
+  const p = Math.pow(10, Math.floor(Math.log10(x)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= x) return m * p;
+  return 10 * p;
+}
+
 function drawPlot(plot, now) {
   const canvas = document.getElementById(plot.id);
   const ratio = window.devicePixelRatio || 1;
@@ -99,9 +107,7 @@ function drawPlot(plot, now) {
   }
   canvas.dataset.samples = String(samples);
   canvas.dataset.max = max.toFixed(3);
-  // A round scale above the data, never below the plot's floor.
-  let scale = plot.floor;
-  while (scale < max) scale *= 2;
+  const scale = Math.max(plot.floor, niceCeil(max * 1.1));
   g.font = '11px system-ui, sans-serif';
   g.strokeStyle = '#2c323c';
   g.fillStyle = '#8a93a3';
@@ -110,7 +116,7 @@ function drawPlot(plot, now) {
     const y = top + ph - (ph * i) / 4;
     g.beginPath(); g.moveTo(left, y); g.lineTo(left + pw, y); g.stroke();
     const label = (scale * i / 4);
-    g.fillText((label >= 100 ? label.toFixed(0) : label.toPrecision(2)) + plot.unit, 2, y + 4);
+    g.fillText((label === 0 ? '0' : label >= 100 ? label.toFixed(0) : label.toPrecision(2)) + plot.unit, 2, y + 4);
   }
   g.fillText(`-${WINDOW_S}s`, left, h - 4);
   g.fillText('now', left + pw - 22, h - 4);
