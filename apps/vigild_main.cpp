@@ -9,6 +9,7 @@
 #include "riscv/jit.h"
 #include "hv/domain_manager.h"
 #include "toolstack/api.h"
+#include "toolstack/dashboard.h"
 #include "toolstack/metrics.h"
 #include "vtpm/key_helper.h"
 #include "vtpm/provider.h"
@@ -28,6 +29,13 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", metrics,
                  "serve Prometheus metrics over HTTP at [ADDR:]PORT/metrics (ADDR defaults to 127.0.0.1; "
                  "PORT 0 picks a free port, printed at startup)");
+  std::string dashboard, dashboard_token_file;
+  app.add_option("--dashboard", dashboard,
+                 "serve the live dashboard page over HTTP at [ADDR:]PORT/ (ADDR defaults to 127.0.0.1; PORT 0 picks "
+                 "a free port, printed at startup); a non-loopback ADDR needs --dashboard-token-file");
+  app.add_option("--dashboard-token-file", dashboard_token_file,
+                 "require this file's token (one line, 16+ characters, mode 0600) from dashboard clients: "
+                 "Authorization: Bearer TOKEN, or open /?token=TOKEN once for a cookie");
   vigil::vtpm::Provider::Options vtpm{.root_dir = vigil::vtpm::Provider::default_root()};
   app.add_option("--vtpm-dir", vtpm.root_dir,
                  "state directory of vTPMs whose vtpm entry has no state=DIR: one subdirectory per domain name")
@@ -110,10 +118,36 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "vigild: metrics on http://%s:%d/metrics\n", where->host.c_str(), metrics_server.port());
   }
+  vigil::toolstack::DashboardServer dashboard_server(manager);
+  if (!dashboard.empty()) {
+    auto where = vigil::toolstack::parse_listen_address(dashboard);
+    std::string token;
+    if (where && !dashboard_token_file.empty()) {
+      auto t = vigil::toolstack::read_token_file(dashboard_token_file);
+      if (!t) {
+        std::fprintf(stderr, "vigild: %s\n", t.error().message.c_str());
+        return 1;
+      }
+      token = std::move(*t);
+    }
+    auto started = where ? dashboard_server.start(*where, std::move(token))
+                         : vigil::Result<void>(std::unexpected(where.error()));
+    if (!started) {
+      std::fprintf(stderr, "vigild: --dashboard: %s\n", started.error().message.c_str());
+      return 1;
+    }
+    const bool v6 = where->host.find(':') != std::string::npos;
+    std::fprintf(stderr, "vigild: dashboard on http://%s%s%s:%d/\n", v6 ? "[" : "", where->host.c_str(), v6 ? "]" : "",
+                 dashboard_server.port());
+  } else if (!dashboard_token_file.empty()) {
+    std::fprintf(stderr, "vigild: --dashboard-token-file needs --dashboard\n");
+    return 1;
+  }
   std::fprintf(stderr, "vigild: serving %s with %u worker(s)\n", socket.c_str(), manager.scheduler().workers());
   int sig = 0;
   sigwait(&set, &sig);
   std::fprintf(stderr, "vigild: signal %d, destroying domains and exiting\n", sig);
+  dashboard_server.stop();
   metrics_server.stop();
   server.stop();
   return 0;

@@ -38,6 +38,8 @@ PKGS=(
   swtpm swtpm-tools libtpms-dev libtss2-dev tpm2-tools
   # debugging (issue 13): a real gdb against the GDB stub
   gdb-multiarch
+  # dashboard (issue 13): headless Chromium loads vigild's page in tests/e2e/test_dashboard.py
+  chromium
 )
 missing=()
 for p in "${PKGS[@]}"; do

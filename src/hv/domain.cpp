@@ -1,5 +1,7 @@
 #include "hv/domain.h"
 
+#include <algorithm>
+
 namespace vigil::hv {
 
 const char* to_string(DomainState s) {
@@ -52,6 +54,12 @@ void Domain::console_output(const uint8_t* data, size_t len) {
 std::string Domain::console_history() {
   std::lock_guard lock(m_console_mutex);
   return std::string(m_history.begin(), m_history.end());
+}
+
+std::string Domain::console_tail(size_t max_bytes) {
+  std::lock_guard lock(m_console_mutex);
+  const size_t n = std::min(max_bytes, m_history.size());
+  return std::string(m_history.end() - static_cast<std::ptrdiff_t>(n), m_history.end());
 }
 
 uint64_t Domain::add_console_listener(ConsoleListener l) {

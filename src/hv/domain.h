@@ -52,6 +52,8 @@ class Domain final : public SchedTarget {
 
   // Console: output is kept (the last kConsoleHistory bytes) and streamed to listeners.
   std::string console_history();
+  // The last `max_bytes` of it (the dashboard's tail), without copying the rest.
+  std::string console_tail(size_t max_bytes);
   uint64_t add_console_listener(ConsoleListener l);
   void remove_console_listener(uint64_t token);
   void console_input(const uint8_t* data, size_t len) { m_machine->console_input(data, len); }

@@ -144,7 +144,7 @@ Result<ListenAddress> parse_listen_address(const std::string& text) {
   std::string_view port = text;
   if (!text.empty() && text[0] == '[') {
     const size_t close = text.find("]:");
-    if (close == std::string::npos) return make_error("metrics address '{}' is not [ADDR]:PORT", text);
+    if (close == std::string::npos) return make_error("address '{}' is not [ADDR]:PORT", text);
     a.host = text.substr(1, close - 1);
     port = std::string_view(text).substr(close + 2);
   } else if (const size_t colon = text.rfind(':'); colon != std::string::npos) {
@@ -153,7 +153,7 @@ Result<ListenAddress> parse_listen_address(const std::string& text) {
   }
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), a.port);
   if (a.host.empty() || ec != std::errc() || end != port.data() + port.size() || a.port < 0 || a.port > 65535) {
-    return make_error("metrics address '{}' is not [ADDR:]PORT with PORT 0..65535", text);
+    return make_error("address '{}' is not [ADDR:]PORT with PORT 0..65535", text);
   }
   return a;
 }

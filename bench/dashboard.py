@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""What one dashboard poll (GET /api/dashboard) costs vigild, with 16 domains (issue 13).
+
+bench/metrics.py's method on the dashboard's endpoint: one vigild (`--dashboard 127.0.0.1:0`)
+boots 16 idle domains of the test guest (64 MiB, `sleep 100000`); then, for --rounds rounds,
+a quiet window and a polling window of --window seconds each alternate; in the polling window
+GET /api/dashboard goes out every --interval seconds over a fresh connection. Reported as
+medians over the rounds: vigild's CPU per request (utime+stime in the polling window minus
+the quiet window, over the requests), the client's latency (median, p99) and the body size.
+Output: a Markdown table on stdout, JSON in bench/results/dashboard.json (or --json PATH).
+"""
+
+import argparse
+import datetime
+import http.client
+import importlib.util
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+# bench/sched.py (Vigild, wait_booted), loaded by path: its name would clash with Python's sched.
+_spec = importlib.util.spec_from_file_location(
+    "vigil_bench_sched", os.path.join(os.path.dirname(os.path.abspath(__file__)), "sched.py"))
+sb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sb)
+
+ROOT = sb.ROOT
+
+
+def log(msg):
+    print(f"dashboard: {msg}", file=sys.stderr, flush=True)
+
+
+def dashboard_port(v, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(r"dashboard on http://[^:]+:(\d+)/", v.log_text())
+        if m:
+            return int(m.group(1))
+        time.sleep(0.05)
+    raise sb.MeasureError(f"vigild did not say where it serves the dashboard: {v.log_text()}")
+
+
+def poll(port):
+    t0 = time.perf_counter()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/api/dashboard")
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    dt = time.perf_counter() - t0
+    if r.status != 200:
+        raise sb.MeasureError(f"GET /api/dashboard answered {r.status}")
+    return dt, body
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--vigild", default=os.path.join(ROOT, "build", "apps", "vigild"))
+    p.add_argument("--vigil", default=os.path.join(ROOT, "build", "apps", "vigil"))
+    p.add_argument("--guest", help="guest directory (default: last line of scripts/build-guest.sh)")
+    p.add_argument("--domains", type=int, default=16)
+    p.add_argument("--memory", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--window", type=float, default=5.0)
+    p.add_argument("--interval", type=float, default=0.01)
+    p.add_argument("--boot-timeout", type=float, default=300)
+    p.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "dashboard.json"))
+    args = p.parse_args()
+    if not args.guest:
+        args.guest = subprocess.run([os.path.join(ROOT, "scripts", "build-guest.sh")], capture_output=True,
+                                    text=True, check=True).stdout.strip().splitlines()[-1]
+    v = sb.Vigild(args, extra=["--dashboard", "127.0.0.1:0"])
+    try:
+        port = dashboard_port(v)
+        names = [f"idle{i:02d}" for i in range(args.domains)]
+        for n in names:
+            v.create(n, args.memory, sb.IDLE_CMD)
+        sb.wait_booted(v, names, args.boot_timeout)
+        time.sleep(5)  # the guests' `sleep` starting up
+        _, body = poll(port)
+        doc = json.loads(body)
+        if len(doc["domains"]) != args.domains:
+            raise sb.MeasureError(f"/api/dashboard lists {len(doc['domains'])} domains, not {args.domains}")
+        per_req, lat = [], []
+        for rnd in range(args.rounds):
+            c0 = v.proc_cpu_seconds()
+            time.sleep(args.window)
+            quiet = v.proc_cpu_seconds() - c0
+            c0 = v.proc_cpu_seconds()
+            end = time.monotonic() + args.window
+            n = 0
+            while time.monotonic() < end:
+                dt, _ = poll(port)
+                lat.append(dt)
+                n += 1
+                time.sleep(args.interval)
+            busy = v.proc_cpu_seconds() - c0
+            per_req.append((busy - quiet) / n * 1000)
+            log(f"round {rnd + 1}: {n} requests, vigild CPU {busy:.3f} s vs {quiet:.3f} s quiet "
+                f"-> {per_req[-1]:.3f} ms per request")
+        lat.sort()
+        res = {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                     text=True).stdout.strip(),
+            "domains": args.domains, "body_bytes": len(body),
+            "cpu_per_request_ms": statistics.median(per_req), "cpu_per_request_rounds_ms": per_req,
+            "latency_median_ms": statistics.median(lat) * 1000,
+            "latency_p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000, "requests": len(lat),
+        }
+    finally:
+        v.stop()
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(res, f, indent=2)
+    print("| domains | body | vigild CPU per request (median of rounds) | latency median | p99 |")
+    print("|---|---|---|---|---|")
+    print(f"| {res['domains']} | {len(body)} B | {res['cpu_per_request_ms']:.3f} ms | "
+          f"{res['latency_median_ms']:.2f} ms | {res['latency_p99_ms']:.2f} ms |")
+
+
+if __name__ == "__main__":
+    main()
