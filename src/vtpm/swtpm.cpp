@@ -1,5 +1,6 @@
 #include "vtpm/swtpm.h"
 #include "vtpm/sealing.h"
+#include "vtpm/swtpm_state.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -343,6 +344,91 @@ Result<void> Swtpm::init() {
   put_be32(req, 0);  // init flags: keep the volatile state file out of it
   if (auto r = transfer(m_ctrl, req, reply, 4); !r) return make_error("{} failed CMD_INIT: {}", describe(), r.error().message);
   if (const uint32_t rc = get_be32(reply.data()); rc != 0) return make_error("{} failed CMD_INIT with TPM result {:#x}", describe(), rc);
+  return {};
+}
+
+Result<uint32_t> Swtpm::control_locked(uint32_t code, std::span<const uint8_t> body, const char* what) {
+  std::vector<uint8_t> req, reply;
+  put_be32(req, code);
+  req.insert(req.end(), body.begin(), body.end());
+  if (auto r = transfer(m_ctrl, req, reply, 4); !r) {
+    m_broken = true;
+    return make_error("{} failed {}: {}", describe(), what, r.error().message);
+  }
+  return get_be32(reply.data());
+}
+
+Result<std::vector<uint8_t>> Swtpm::save_state() {
+  std::lock_guard lock(m_mutex);
+  if (m_stopped || m_broken) return make_error("{} no longer runs", describe());
+  // swtpm's TPM_RETRY: the blob's file does not exist (no savestate without TPM2_Shutdown(STATE)).
+  constexpr uint32_t kTpmRetry = 0x800;
+  SwtpmState state;
+  for (uint32_t type : {kBlobPermanent, kBlobVolatile, kBlobSavestate}) {
+    std::vector<uint8_t> req, head, body;
+    put_be32(req, kCmdGetStateblob);
+    put_be32(req, 0);     // state_flags: not decrypted, so encrypted with the state key if there is one
+    put_be32(req, type);
+    put_be32(req, 0);     // offset: the whole blob in one answer (a socket, not CUSE)
+    if (auto r = transfer(m_ctrl, req, head, 16); !r) {
+      m_broken = true;
+      return make_error("{} failed CMD_GET_STATEBLOB ({}): {}", describe(), blob_name(type), r.error().message);
+    }
+    const uint32_t rc = get_be32(head.data()), flags = get_be32(head.data() + 4), length = get_be32(head.data() + 12);
+    if (rc == kTpmRetry && type == kBlobSavestate && length == 0) {
+      state.blobs.push_back({type, 0, {}});
+      continue;
+    }
+    if (rc != 0) return make_error("{} refused CMD_GET_STATEBLOB ({}) with TPM result {:#x}", describe(), blob_name(type), rc);
+    if (length > kMaxBlob) {
+      m_broken = true;
+      return make_error("{} announced a {} blob of {} bytes, more than {}", describe(), blob_name(type), length, kMaxBlob);
+    }
+    if (length > 0) {
+      if (auto r = transfer(m_ctrl, {}, body, length); !r) {
+        m_broken = true;
+        return make_error("{} failed CMD_GET_STATEBLOB ({}): {}", describe(), blob_name(type), r.error().message);
+      }
+    }
+    if (m_encrypted && length > 0 && !(flags & kBlobFlagEncrypted))
+      return make_error("{} returned its {} blob unencrypted although it has a state key", describe(), blob_name(type));
+    state.blobs.push_back({type, flags & kBlobFlagEncrypted, std::move(body)});
+  }
+  return format_swtpm_state(state);
+}
+
+Result<void> Swtpm::load_state(std::span<const uint8_t> bytes) {
+  auto state = parse_swtpm_state(bytes);
+  if (!state) return make_error("the vTPM state is malformed: {}", state.error().message);
+  std::lock_guard lock(m_mutex);
+  if (m_stopped || m_broken) return make_error("{} no longer runs", describe());
+  bool any_encrypted = false;
+  for (const StateBlob& b : state->blobs) any_encrypted |= (b.flags & kBlobFlagEncrypted) != 0;
+  if (any_encrypted && !m_encrypted) {
+    return make_error("the vTPM state is encrypted with the domain's sealed state key, but this vTPM has no state key "
+                      "(restore on a vigild with --host-tpm and the domain's vtpm-key.sealed in its state directory)");
+  }
+  auto rc = control_locked(kCmdStop, {}, "CMD_STOP");
+  if (!rc) return std::unexpected(rc.error());
+  if (*rc != 0) return make_error("{} refused CMD_STOP with TPM result {:#x}", describe(), *rc);
+  for (const StateBlob& b : state->blobs) {
+    std::vector<uint8_t> body;
+    put_be32(body, b.flags);
+    put_be32(body, b.type);
+    put_be32(body, static_cast<uint32_t>(b.data.size()));
+    body.insert(body.end(), b.data.begin(), b.data.end());
+    rc = control_locked(kCmdSetStateblob, body, "CMD_SET_STATEBLOB");
+    if (!rc) return std::unexpected(rc.error());
+    if (*rc != 0) {
+      return make_error("{} refused the {} blob with TPM result {:#x} (encrypted with another state key, or corrupt)",
+                        describe(), blob_name(b.type), *rc);
+    }
+  }
+  std::vector<uint8_t> flags;
+  put_be32(flags, 0);  // keep the volatile state just set: resume, do not reset
+  rc = control_locked(kCmdInit, flags, "CMD_INIT");
+  if (!rc) return std::unexpected(rc.error());
+  if (*rc != 0) return make_error("{} could not resume from the loaded state (CMD_INIT: TPM result {:#x})", describe(), *rc);
   return {};
 }
 

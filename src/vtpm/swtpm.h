@@ -38,7 +38,8 @@ class Swtpm final : public devices::TpmBackend {
     std::string host_tpm;           // informational (vtpm-list): the TCTI that sealed the key
   };
   // swtpm control channel codes (swtpm's tpm_ioctl.h).
-  static constexpr uint32_t kCmdGetCapability = 1, kCmdInit = 2, kCmdShutdown = 3;
+  static constexpr uint32_t kCmdGetCapability = 1, kCmdInit = 2, kCmdShutdown = 3, kCmdGetStateblob = 0x0c,
+                            kCmdSetStateblob = 0x0d, kCmdStop = 0x0e;
 
   static Result<std::shared_ptr<Swtpm>> start(const Options& options);
   ~Swtpm() override;
@@ -54,6 +55,15 @@ class Swtpm final : public devices::TpmBackend {
 
   // CMD_INIT: resets the TPM as a platform reset does (a guest reboot).
   Result<void> init();
+
+  // Snapshots (vtpm/swtpm_state.h): CMD_GET_STATEBLOB of the permanent, volatile and savestate
+  // blobs while the TPM runs (encrypted with the state key when there is one); the TPM keeps
+  // running. The caller makes sure no command executes (the TIS is idle, the vCPUs paused).
+  Result<std::vector<uint8_t>> save_state() override;
+  // CMD_STOP, CMD_SET_STATEBLOB of each blob, then CMD_INIT keeping the volatile state: the
+  // TPM resumes exactly where the saved one was (PCRs, NV, loaded objects), replacing whatever
+  // it held. An encrypted state needs this swtpm to hold the same state key.
+  Result<void> load_state(std::span<const uint8_t> bytes) override;
   pid_t pid() const { return m_pid; }
   // False once the process has exited (reaped here).
   bool alive();
@@ -66,6 +76,9 @@ class Swtpm final : public devices::TpmBackend {
  private:
   explicit Swtpm(Options options) : m_options(std::move(options)) {}
   Result<void> transfer(int fd, std::span<const uint8_t> out, std::vector<uint8_t>& in, size_t fixed_reply);
+  // One control command whose reply is a u32 TPM result (returned); a transport failure is an
+  // error naming the command.
+  Result<uint32_t> control_locked(uint32_t code, std::span<const uint8_t> body, const char* what);
   std::string exit_reason();
   void stop_locked();
   bool reap(bool block);  // true once the process has exited (and is reaped)
