@@ -15,9 +15,11 @@ import os
 import re
 import shutil
 import struct
+import signal
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from guest import write_domain_config  # noqa: E402
@@ -244,6 +246,43 @@ class VtpmSnapshot(unittest.TestCase):
         self.assertIn(f"VTEST-TPM nv rc=0x0 {SECRET}", self.wait_console(d2, "nv", "DONE"), "a vigild restart")
         d2.vigil("destroy", "nv")
         self.assertEqual(tree_contains(state, SECRET.encode()), [])
+
+
+    def test_metrics_report_vtpm_up_commands_and_failures(self):
+        d = self.vigild("--metrics", "127.0.0.1:0")
+
+        def announced():
+            d.log.flush()
+            with open(d.log.name) as f:
+                m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", f.read())
+            return m and int(m.group(1))
+        port = wait_for(announced, 10, step=0.05)
+        self.assertTrue(port, "vigild did not print its metrics address")
+
+        def scrape(name):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            m = re.search(r"^" + re.escape(name) + r'\{domain="m"\} (\d+)$', text, re.M)
+            return int(m.group(1)) if m else None
+
+        d.vigil("create", self.config("m", f"echo READY; while read x; do {T} getrandom 8; echo ROUND-$x; done"))
+        self.wait_console(d, "m", "READY")
+        self.assertEqual(scrape("vigil_domain_vtpm_up"), 1)
+        self.assertEqual(scrape("vigil_domain_vtpm_failures_total"), 0)
+        booted = scrape("vigil_domain_vtpm_commands_total")
+        self.assertGreater(booted, 0, "the guest kernel's tpm_tis probe sent commands")
+        send_console(d, "m", "r1\n")
+        self.assertIn("VTEST-TPM random rc=0x0", self.wait_console(d, "m", "ROUND-r1", 60))
+        self.assertGreaterEqual(scrape("vigil_domain_vtpm_commands_total"), booted + 1)
+
+        # The domain's swtpm killed: down, and the guest's next command counts as a failure.
+        [v] = json.loads(d.vigil("vtpm-list", "--json").stdout)
+        os.kill(v["pid"], signal.SIGKILL)
+        self.assertTrue(wait_for(lambda: scrape("vigil_domain_vtpm_up") == 0, 10, step=0.1))
+        send_console(d, "m", "r2\n")
+        self.assertIn("VTEST-TPM error", self.wait_console(d, "m", "ROUND-r2", 60))
+        self.assertGreaterEqual(scrape("vigil_domain_vtpm_failures_total"), 1)
+        self.assertGreaterEqual(scrape("vigil_domain_vtpm_commands_total"), booted + 2)
 
 
 if __name__ == "__main__":
