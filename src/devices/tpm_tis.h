@@ -40,6 +40,8 @@ class TpmBackend {
   virtual Result<void> platform_reset() { return {}; }
   // The domain is gone: stop the TPM now (its state stays), not when the last user lets go.
   virtual void shutdown() {}
+  // A TPM started asynchronously (vtpm::Swtpm::pending): waits until it runs, or says why not.
+  virtual Result<void> wait_ready() { return {}; }
   // Snapshots (migrate/vtpm_record.h): the TPM's whole state as opaque bytes, taken while no
   // command runs, and put back into a TPM of a new domain (replacing what it measured). A
   // backend that cannot do it refuses in one sentence.
