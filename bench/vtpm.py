@@ -8,7 +8,8 @@ Guest side: `vtest-tpm2 /dev/tpmrm0 bench N` (N TPM2_GetRandom(32) round trips t
 kernel's resource manager, the TIS FIFO, vigild and swtpm), and the same on /dev/tpm0.
 Host side: the wall time of `vigil create` (median of --runs) for a domain without a vTPM,
 with one, and with one sealed to a host TPM (a second swtpm), first create (seal) and later
-ones (unseal)."""
+ones (unseal). The three kinds run interleaved (one of each per round, three vigilds side by
+side), so a load change on the shared machine hits them alike."""
 import argparse
 import os
 import re
@@ -54,20 +55,31 @@ def main():
         rm, raw = guest_latency(a.ops, tmp)
         print(f"guest TPM2_GetRandom(32) round trip: {rm:.0f} us via /dev/tpmrm0, {raw:.0f} us via /dev/tpm0")
         host = HostTpm(os.path.join(tmp, "host"))
-        results = {}
-        for label, args, line in (("no vTPM", [], ""), ("vTPM", [], 'vtpm = [ "" ]'),
-                                  ("sealed vTPM", ["--host-tpm", host.tcti], 'vtpm = [ "" ]')):
-            d = Vigild(extra_args=["--vtpm-dir", os.path.join(tmp, label.replace(" ", "-")), *args])
-            try:
-                cfg = write_domain_config(tmp, "b", "sleep 60", extra_lines=line + "\n")
-                first = create_ms(d, cfg, "b")
-                later = [create_ms(d, cfg, "b") for _ in range(a.runs)]
-                results[label] = (first, statistics.median(later))
-            finally:
+        kinds = (("no vTPM", [], ""), ("vTPM", [], 'vtpm = [ "" ]'),
+                 ("sealed vTPM", ["--host-tpm", host.tcti], 'vtpm = [ "" ]'))
+        daemons, cfgs, first, later = {}, {}, {}, {}
+        try:
+            for label, args, line in kinds:
+                daemons[label] = Vigild(extra_args=["--vtpm-dir", os.path.join(tmp, label.replace(" ", "-")), *args])
+                sub = os.path.join(tmp, label.replace(" ", "-") + "-cfg")
+                os.makedirs(sub, exist_ok=True)
+                cfgs[label] = write_domain_config(sub, "b", "sleep 60", extra_lines=line + "\n")
+            for label, _, _ in kinds:
+                first[label] = create_ms(daemons[label], cfgs[label], "b")
+                later[label] = []
+            for _ in range(a.runs):
+                for label, _, _ in kinds:
+                    later[label].append(create_ms(daemons[label], cfgs[label], "b"))
+        finally:
+            for d in daemons.values():
                 d.close()
-        host.close()
-        for label, (first, later) in results.items():
-            print(f"vigil create, {label}: first {first:.0f} ms, then median {later:.0f} ms")
+            host.close()
+        base = statistics.median(later["no vTPM"])
+        for label, _, _ in kinds:
+            med = statistics.median(later[label])
+            extra = "" if label == "no vTPM" else f" (+{med - base:.0f} ms)"
+            print(f"vigil create, {label}: first {first[label]:.0f} ms, then median {med:.0f} ms{extra} "
+                  f"over {a.runs} interleaved runs")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -9,6 +9,14 @@
  *   vtest-tpm2 DEV primary 0         TPM2_CreatePrimary of an ECC P-256 storage key in the owner
  *                                    hierarchy: "VTEST-TPM primary rc=0x0 X Y" (its public point;
  *                                    derived from the owner seed, so the same while the state lasts)
+ *   vtest-tpm2 DEV ek 0              the same key in the endorsement hierarchy (from the endorsement
+ *                                    seed: the TPM's identity): "VTEST-TPM ek rc=0x0 X Y"
+ *   vtest-tpm2 DEV extend I          TPM2_PCR_Extend of SHA-256 PCR I with 32 bytes of 0x11:
+ *                                    "VTEST-TPM extend I rc=0x0"
+ *   vtest-tpm2 DEV nvwrite TEXT      defines owner NV index 0x01500016 (32 bytes; an existing one
+ *                                    is reused) and writes TEXT (at most 32 bytes, zero padded):
+ *                                    "VTEST-TPM nvwrite rc=0x0"
+ *   vtest-tpm2 DEV nvread 0          reads it back: "VTEST-TPM nv rc=0x0 TEXT"
  * A failure prints "VTEST-TPM error ..." (the response code, or errno) and exits 1.
  */
 #define _GNU_SOURCE
@@ -47,6 +55,104 @@ static void hex(const unsigned char *p, size_t n) {
   printf("\n");
 }
 
+#define NV_INDEX 0x01500016u
+#define NV_SIZE 32
+
+static void put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16), p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
+
+/* The empty-password session (TPM_RS_PW) every authorized command here uses: 13 bytes. */
+static size_t pw_session(unsigned char *p) {
+  static const unsigned char s[13] = {0, 0, 0, 9, 0x40, 0, 0, 0x09, 0, 0, 0, 0, 0};
+  memcpy(p, s, sizeof(s));
+  return sizeof(s);
+}
+
+static int nv_cmd(int fd, const char *text, int write_it) {
+  unsigned char cmd[128];
+  uint32_t rc = 0;
+  size_t n = 10;
+  if (write_it) {
+    size_t len = strlen(text);
+    if (len > NV_SIZE) {
+      printf("VTEST-TPM error secret longer than %d bytes\n", NV_SIZE);
+      return 2;
+    }
+    /* TPM2_NV_DefineSpace(TPM_RH_OWNER): empty auth, ordinary index, owner/auth read+write, noDA */
+    put32(cmd + n, 0x40000001), n += 4;
+    n += pw_session(cmd + n);
+    cmd[n++] = 0, cmd[n++] = 0;      /* auth */
+    cmd[n++] = 0, cmd[n++] = 14;     /* TPM2B_NV_PUBLIC size */
+    put32(cmd + n, NV_INDEX), n += 4;
+    cmd[n++] = 0x00, cmd[n++] = 0x0b; /* nameAlg SHA-256 */
+    put32(cmd + n, 0x02060006), n += 4;
+    cmd[n++] = 0, cmd[n++] = 0;      /* authPolicy */
+    cmd[n++] = 0, cmd[n++] = NV_SIZE;
+    cmd[0] = 0x80, cmd[1] = 0x02, put32(cmd + 2, (uint32_t)n), put32(cmd + 6, 0x12a);
+    if (transact(fd, cmd, n, &rc) < 0) return 1;
+    if (rc != 0 && rc != 0x14c) { /* TPM_RC_NV_DEFINED: defined by an earlier boot */
+      printf("VTEST-TPM error NV_DefineSpace rc=0x%x\n", rc);
+      return 1;
+    }
+    n = 10;
+    put32(cmd + n, 0x40000001), n += 4;
+    put32(cmd + n, NV_INDEX), n += 4;
+    n += pw_session(cmd + n);
+    cmd[n++] = 0, cmd[n++] = NV_SIZE;
+    memset(cmd + n, 0, NV_SIZE);
+    memcpy(cmd + n, text, len), n += NV_SIZE;
+    cmd[n++] = 0, cmd[n++] = 0;      /* offset */
+    cmd[0] = 0x80, cmd[1] = 0x02, put32(cmd + 2, (uint32_t)n), put32(cmd + 6, 0x137);
+    if (transact(fd, cmd, n, &rc) < 0) return 1;
+    if (rc != 0) {
+      printf("VTEST-TPM error NV_Write rc=0x%x\n", rc);
+      return 1;
+    }
+    printf("VTEST-TPM nvwrite rc=0x0\n");
+    return 0;
+  }
+  put32(cmd + n, 0x40000001), n += 4;
+  put32(cmd + n, NV_INDEX), n += 4;
+  n += pw_session(cmd + n);
+  cmd[n++] = 0, cmd[n++] = NV_SIZE;
+  cmd[n++] = 0, cmd[n++] = 0;
+  cmd[0] = 0x80, cmd[1] = 0x02, put32(cmd + 2, (uint32_t)n), put32(cmd + 6, 0x14e);
+  int len = transact(fd, cmd, n, &rc);
+  if (len < 0) return 1;
+  /* header 10, parameterSize 4, TPM2B_MAX_NV_BUFFER */
+  if (rc != 0 || len < 16 + NV_SIZE || resp[14] != 0 || resp[15] != NV_SIZE) {
+    printf("VTEST-TPM error NV_Read rc=0x%x len=%d\n", rc, len);
+    return 1;
+  }
+  char out[NV_SIZE + 1] = {0};
+  memcpy(out, resp + 16, NV_SIZE);
+  for (int i = 0; i < NV_SIZE && out[i]; i++) {
+    if (out[i] < 0x20 || out[i] > 0x7e) out[i] = '?';
+  }
+  printf("VTEST-TPM nv rc=0x0 %s\n", out);
+  return 0;
+}
+
+static int extend_cmd(int fd, unsigned pcr) {
+  unsigned char cmd[80];
+  size_t n = 10;
+  put32(cmd + n, pcr), n += 4;
+  n += pw_session(cmd + n);
+  put32(cmd + n, 1), n += 4;         /* TPML_DIGEST_VALUES count */
+  cmd[n++] = 0x00, cmd[n++] = 0x0b;  /* SHA-256 */
+  memset(cmd + n, 0x11, 32), n += 32;
+  cmd[0] = 0x80, cmd[1] = 0x02, put32(cmd + 2, (uint32_t)n), put32(cmd + 6, 0x182);
+  uint32_t rc = 0;
+  if (transact(fd, cmd, n, &rc) < 0) return 1;
+  if (rc != 0) {
+    printf("VTEST-TPM error PCR_Extend rc=0x%x\n", rc);
+    return 1;
+  }
+  printf("VTEST-TPM extend %u rc=0x0\n", pcr);
+  return 0;
+}
+
 static int getrandom_cmd(int fd, unsigned n, int print) {
   unsigned char cmd[12] = {0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, (unsigned char)(n >> 8), (unsigned char)n};
   uint32_t rc = 0;
@@ -71,7 +177,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc < 4) {
-    printf("VTEST-TPM error usage: vtest-tpm2 DEV getrandom N | pcrread I | bench N | primary 0\n");
+    printf("VTEST-TPM error usage: vtest-tpm2 DEV getrandom N | pcrread I | bench N | primary 0 | ek 0 | extend I | nvwrite TEXT | nvread 0\n");
     return 2;
   }
   int fd = open(argv[1], O_RDWR);
@@ -101,10 +207,20 @@ int main(int argc, char **argv) {
     hex(resp + 30, 32);
     return 0;
   }
-  if (strcmp(argv[2], "primary") == 0) {
-    static const unsigned char cmd[] = {
+  if (strcmp(argv[2], "nvwrite") == 0) return nv_cmd(fd, argv[3], 1);
+  if (strcmp(argv[2], "nvread") == 0) return nv_cmd(fd, NULL, 0);
+  if (strcmp(argv[2], "extend") == 0) {
+    if (arg > 23) {
+      printf("VTEST-TPM error PCR index %u out of range\n", arg);
+      return 2;
+    }
+    return extend_cmd(fd, arg);
+  }
+  int ek = strcmp(argv[2], "ek") == 0;
+  if (ek || strcmp(argv[2], "primary") == 0) {
+    unsigned char cmd[] = {
         0x80, 0x02, 0, 0, 0, 67, 0, 0, 0x01, 0x31, /* TPM_ST_SESSIONS, size, TPM_CC_CreatePrimary */
-        0x40, 0, 0, 0x01,                          /* TPM_RH_OWNER */
+        0x40, 0, 0, 0x01,                          /* TPM_RH_OWNER (or TPM_RH_ENDORSEMENT, below) */
         0, 0, 0, 9, 0x40, 0, 0, 0x09, 0, 0, 0, 0, 0, /* TPM_RS_PW, empty nonce, attributes, hmac */
         0, 4, 0, 0, 0, 0,                          /* inSensitive: empty userAuth and data */
         0, 26,                                     /* inPublic size */
@@ -117,6 +233,7 @@ int main(int argc, char **argv) {
         0, 0,                                      /* outsideInfo */
         0, 0, 0, 0,                                /* creationPCR: none */
     };
+    if (ek) cmd[13] = 0x0b;
     uint32_t rc = 0;
     int len = transact(fd, cmd, sizeof(cmd), &rc);
     if (len < 0) return 1;
@@ -130,7 +247,7 @@ int main(int argc, char **argv) {
     memcpy(point, resp + 44, 32);
     memcpy(point + 32, resp + 78, 32);
     if (transact(fd, flush, sizeof(flush), &rc) < 0) return 1;
-    printf("VTEST-TPM primary rc=0x0 ");
+    printf("VTEST-TPM %s rc=0x0 ", ek ? "ek" : "primary");
     for (int i = 0; i < 32; i++) printf("%02x", point[i]);
     printf(" ");
     hex(point + 32, 32);

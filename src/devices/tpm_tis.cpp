@@ -338,6 +338,67 @@ bool TpmTis::wait_idle(unsigned ms) {
   return m_cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return !m_job && !m_running; });
 }
 
+Result<TpmTis::Snapshot> TpmTis::snapshot(unsigned ms) {
+  std::unique_lock lock(m_mutex);
+  if (!m_cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return !m_job && !m_running; }))
+    return make_error("the vTPM is still executing a guest command after {} ms", ms);
+  if (m_state == State::kExecution) return make_error("the vTPM interface is in the execution phase with no command");
+  Snapshot s;
+  s.state = static_cast<uint8_t>(m_state);
+  s.active = static_cast<int8_t>(m_active);
+  s.requested = m_requested;
+  s.seized = m_seized;
+  if (m_state == State::kReception || m_state == State::kCompletion) {
+    s.offset = static_cast<uint32_t>(m_offset);
+    s.buffer = m_buffer;
+  }
+  return s;
+}
+
+Result<void> TpmTis::restore(const Snapshot& s) {
+  const auto state = static_cast<State>(s.state);
+  if (state != State::kIdle && state != State::kReady && state != State::kReception && state != State::kCompletion)
+    return make_error("TIS state {} is not idle, ready, reception or completion", s.state);
+  if (s.active < -1 || s.active >= static_cast<int>(kLocalities))
+    return make_error("TIS active locality {} is not -1..{}", s.active, kLocalities - 1);
+  if (s.requested >= (1u << kLocalities) || s.seized >= (1u << kLocalities))
+    return make_error("TIS locality masks {:#x}/{:#x} name localities beyond {}", s.requested, s.seized, kLocalities - 1);
+  bool oversized = false;
+  switch (state) {
+    case State::kIdle:
+    case State::kReady:
+      if (!s.buffer.empty() || s.offset != 0) return make_error("TIS buffer holds {} bytes while no command is in it", s.buffer.size());
+      break;
+    case State::kReception:
+      if (s.buffer.size() != kBufferSize || s.offset > kBufferSize)
+        return make_error("TIS reception buffer of {} bytes at offset {} (must be {} bytes)", s.buffer.size(), s.offset, kBufferSize);
+      if (s.offset >= 6) {
+        const uint32_t declared = be32(s.buffer.data() + 2);
+        oversized = declared < kHeaderSize || declared > kBufferSize;
+        if (!oversized && s.offset > declared) return make_error("TIS holds {} bytes of a {}-byte command", s.offset, declared);
+      }
+      break;
+    case State::kCompletion:
+      if (s.buffer.size() < kHeaderSize || s.buffer.size() > kBufferSize || be32(s.buffer.data() + 2) != s.buffer.size() ||
+          s.offset > s.buffer.size())
+        return make_error("TIS response of {} bytes (offset {}) is malformed", s.buffer.size(), s.offset);
+      break;
+    default: break;
+  }
+  if (state != State::kIdle && s.active < 0) return make_error("TIS has a command phase but no active locality");
+  std::lock_guard lock(m_mutex);
+  if (m_job || m_running) return make_error("the vTPM is executing a command");
+  ++m_generation;
+  m_state = state;
+  m_active = s.active;
+  m_requested = s.requested;
+  m_seized = s.seized;
+  m_buffer = s.buffer;
+  m_offset = s.offset;
+  m_oversized = oversized;
+  return {};
+}
+
 uint64_t TpmTis::commands_executed() const {
   std::lock_guard lock(m_mutex);
   return m_executed;

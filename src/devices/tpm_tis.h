@@ -40,6 +40,13 @@ class TpmBackend {
   virtual Result<void> platform_reset() { return {}; }
   // The domain is gone: stop the TPM now (its state stays), not when the last user lets go.
   virtual void shutdown() {}
+  // A TPM started asynchronously (vtpm::Swtpm::pending): waits until it runs, or says why not.
+  virtual Result<void> wait_ready() { return {}; }
+  // Snapshots (migrate/vtpm_record.h): the TPM's whole state as opaque bytes, taken while no
+  // command runs, and put back into a TPM of a new domain (replacing what it measured). A
+  // backend that cannot do it refuses in one sentence.
+  virtual Result<std::vector<uint8_t>> save_state() { return make_error("{} cannot be saved", describe()); }
+  virtual Result<void> load_state(std::span<const uint8_t>) { return make_error("{} cannot be restored", describe()); }
 };
 
 class TpmTis final : public MmioDevice {
@@ -77,6 +84,20 @@ class TpmTis final : public MmioDevice {
 
   // For tests: waits until no command is executing (true) or `ms` pass (false).
   bool wait_idle(unsigned ms);
+
+  // The interface's registers and buffer for a snapshot (migrate/vtpm_record.h). Taken with no
+  // command executing (snapshot() waits up to `ms` for one to finish, then refuses); restore()
+  // checks every field (a hostile file) and refuses in one sentence.
+  struct Snapshot {
+    uint8_t state = 0;        // State: 0 idle, 1 ready, 2 reception, 4 completion (never 3, execution)
+    int8_t active = -1;       // active locality, -1 = none
+    uint8_t requested = 0;    // bit n: locality n requested use
+    uint8_t seized = 0;       // bit n: locality n was seized
+    uint32_t offset = 0;      // bytes received, or of the response read
+    std::vector<uint8_t> buffer;  // the command being received (kBufferSize bytes) or the response
+  };
+  Result<Snapshot> snapshot(unsigned ms);
+  Result<void> restore(const Snapshot& s);
   uint64_t commands_executed() const;
   uint64_t backend_failures() const;
 

@@ -77,6 +77,14 @@ Result<uint32_t> DomainManager::create_prepared(const DomainConfig& config,
     tpm = std::move(*t);
   }
   auto d = Domain::create(id, config, tpm);
+  // The vTPM starts while the board is built (vtpm/provider.h); its failure is the reason to
+  // report, even when the board then failed measuring into it.
+  if (tpm) {
+    if (auto ready = tpm->wait_ready(); !ready) {
+      tpm->shutdown();
+      return std::unexpected(ready.error());
+    }
+  }
   if (!d) {
     if (tpm) tpm->shutdown();
     return std::unexpected(d.error());

@@ -145,6 +145,7 @@ class Machine final : public riscv::Platform,
   // ---- snapshots (issue 11, src/migrate): only while no vCPU runs (the domain is paused) ----
   devices::Plic& plic() { return *m_plic; }
   devices::Uart16550& uart() { return *m_uart; }
+  devices::TpmTis* tpm_tis() { return m_tpm.get(); }  // null without a vTPM
   size_t virtio_count() const { return m_virtio.size(); }
   devices::VirtioMmio& virtio(size_t slot) { return *m_virtio.at(slot); }
   std::span<uint8_t> ram() { return {m_ram, m_ram_size}; }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "migrate/objects.h"
+#include "migrate/vtpm_record.h"
 
 namespace vigil::migrate {
 namespace {
@@ -112,6 +113,7 @@ std::string encode_config(const hv::DomainConfig& c) {
   j["cpu_weight"] = c.cpu_weight;
   j["cap"] = c.cap;
   j["cpu_pins"] = c.cpu_pins;
+  if (c.vtpm) j["vtpm"] = {{"state_dir", c.vtpm->state_dir}};  // absent: no vTPM
   return j.dump();
 }
 
@@ -176,17 +178,29 @@ Result<hv::DomainConfig> decode_config(std::string_view text) {
     }
     c.cpu_pins.push_back(std::move(cpus));
   }
+  if (auto it = j.find("vtpm"); it != j.end()) {
+    if (!it->is_object()) return make_error("config: \"vtpm\" is not an object");
+    ConfigReader vr(*it, "config: vtpm");
+    hv::VtpmConfig vtpm;
+    VIGIL_TRY_SET(vtpm.state_dir, vr.str("state_dir"));
+    c.vtpm = std::move(vtpm);
+  }
   return c;
 }
 
 // ---- save ----
 
 Result<std::vector<uint8_t>> snapshot_domain(hv::Domain& domain) {
-  // The vTPM (issue 9) is not in the stream yet (the TIS registers, swtpm's state blobs, the
-  // key re-sealed for the destination): a snapshot without it would restore a domain whose
-  // TPM is silently gone, so it is refused like any device that cannot be saved.
-  if (domain.config().vtpm) return make_error("domain '{}': device tpm-tis (a vTPM) cannot be saved yet", domain.name());
   machine::Machine& m = domain.machine();
+  // The vTPM (migrate/vtpm_record.h): taken first, so a TPM that cannot be saved refuses
+  // before the RAM is compressed.
+  std::vector<uint8_t> vtpm;
+  if (domain.config().vtpm) {
+    if (!m.tpm_tis() || !domain.tpm()) return make_error("domain '{}': its vTPM is not running", domain.name());
+    auto v = encode_vtpm_record(*m.tpm_tis(), *domain.tpm());
+    if (!v) return make_error("domain '{}': {}", domain.name(), v.error().message);
+    vtpm = std::move(*v);
+  }
   StreamWriter w;
   const std::string config = encode_config(domain.config());
   w.add(RecordType::kConfig, 0, std::span(reinterpret_cast<const uint8_t*>(config.data()), config.size()));
@@ -209,6 +223,7 @@ Result<std::vector<uint8_t>> snapshot_domain(hv::Domain& domain) {
   }
   add_hsm(w, m);
   add_clock(w, m.mtime());
+  if (domain.config().vtpm) add_vtpm(w, vtpm);
   return w.finish();
 }
 
@@ -324,7 +339,7 @@ Result<void> load_domain_state(hv::Domain& domain, std::span<const Record> recor
   const size_t slots = m.virtio_count();
   bool ram_info = false, device_seen = false;
   std::vector<bool> hart_done(harts), slot_done(slots);
-  bool clint = false, plic = false, uart = false, test = false, hsm = false, clock = false;
+  bool clint = false, plic = false, uart = false, test = false, hsm = false, clock = false, vtpm = false;
   const auto once = [](bool& seen, const Record& r) -> Result<void> {
     if (seen) return make_error("{}: appears twice", record_context(r));
     seen = true;
@@ -397,9 +412,15 @@ Result<void> load_domain_state(hv::Domain& domain, std::span<const Record> recor
         ok = once(clock, r);
         if (ok) ok = restore_clock(r, m);
         break;
-      case RecordType::kEnd:
       case RecordType::kExtraDeviceState:
-        break;  // no optional device of this build is known; skipped
+        if (r.instance != kVtpmInstance) break;  // an optional device this build does not know: skipped
+        device_seen = true;
+        if (!m.tpm_tis() || !domain.tpm()) return make_error("{}: vTPM state for a domain without a vTPM", record_context(r));
+        ok = once(vtpm, r);
+        if (ok) ok = restore_vtpm(r, *m.tpm_tis(), *domain.tpm());
+        break;
+      case RecordType::kEnd:
+        break;
     }
     if (!ok) return ok;
   }
@@ -414,6 +435,7 @@ Result<void> load_domain_state(hv::Domain& domain, std::span<const Record> recor
                             {hsm, "HSM"}, {clock, "CLOCK"}}) {
     if (!seen) return make_error("snapshot: no {} record", name);
   }
+  if (m.tpm_tis() && !vtpm) return make_error("snapshot: no vTPM record (EXTRA_DEVICE_STATE(0)) for a domain with a vTPM");
   return {};
 }
 

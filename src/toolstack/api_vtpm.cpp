@@ -23,6 +23,17 @@ Json vtpm_json(hv::Domain& d) {
 
 }  // namespace
 
+std::optional<VtpmMetrics> vtpm_metrics(hv::Domain& d) {
+  if (!d.config().vtpm) return std::nullopt;
+  VtpmMetrics v;
+  if (auto swtpm = std::dynamic_pointer_cast<vtpm::Swtpm>(d.tpm())) v.up = swtpm->status().starts_with("running");
+  if (const devices::TpmTis* tis = d.machine().tpm_tis()) {
+    v.commands = tis->commands_executed();
+    v.failures = tis->backend_failures();
+  }
+  return v;
+}
+
 std::optional<Json> handle_vtpm_request(hv::DomainManager& m, const std::string& op, const Json& req) {
   if (op != "vtpm-list") return std::nullopt;
   auto only = request_optional_domain(m, req);

@@ -17,4 +17,12 @@ namespace vigil::toolstack {
 
 std::optional<Json> handle_vtpm_request(hv::DomainManager& manager, const std::string& op, const Json& req);
 
+// For vigild's metrics (toolstack/metrics.h): a domain's vTPM, or none without one.
+struct VtpmMetrics {
+  bool up = false;          // its swtpm runs and its last exchange worked
+  uint64_t commands = 0;    // guest commands the TIS sent to it
+  uint64_t failures = 0;    // guest commands answered TPM_RC_FAILURE because it failed
+};
+std::optional<VtpmMetrics> vtpm_metrics(hv::Domain& domain);
+
 }  // namespace vigil::toolstack

@@ -10,6 +10,7 @@
 
 #include "base/sandbox.h"
 #include "toolstack/api_monitor.h"
+#include "toolstack/api_vtpm.h"
 
 namespace vigil::toolstack {
 
@@ -121,6 +122,16 @@ std::string render_metrics(hv::DomainManager& m) {
       fam("vigil_net_transmitted_packets_total", "counter", "Frames the guest sent.").add(l, s.tx_frames);
       fam("vigil_net_receive_drops_total", "counter", "Frames for the guest that were dropped.").add(l, s.rx_dropped);
       fam("vigil_net_transmit_drops_total", "counter", "Frames from the guest that were dropped.").add(l, s.tx_dropped);
+    }
+    // vTPM (issue 9, README "vTPM"): only for domains with one.
+    if (auto v = vtpm_metrics(*dom)) {
+      fam("vigil_domain_vtpm_up", "gauge", "1 while the domain's vTPM process runs and answers, else 0.")
+          .add(dl, v->up ? 1 : 0);
+      fam("vigil_domain_vtpm_commands_total", "counter", "TPM commands the guest sent through the TIS interface.")
+          .add(dl, v->commands);
+      fam("vigil_domain_vtpm_failures_total", "counter",
+          "Guest TPM commands answered with TPM_RC_FAILURE because the vTPM process failed.")
+          .add(dl, v->failures);
     }
     // Noisy-neighbour monitor (hv/psr_service.h): modeled reference-L3 figures, only for
     // domains with monitoring attached (psr-cmt-attach or psr_cmt = 1).

@@ -60,19 +60,21 @@ std::string Provider::state_dir_for(const std::string& domain, const std::string
 
 Result<std::shared_ptr<Swtpm>> Provider::open(const std::string& domain, const std::string& configured_state_dir) {
   const std::string dir = state_dir_for(domain, configured_state_dir);
-  std::packaged_task<Result<std::shared_ptr<Swtpm>>()> task([&] { return start(domain, dir); });
-  auto done = task.get_future();
+  // Started on the launcher thread while the caller builds the domain's board; the Swtpm's
+  // methods (the first measurement) and wait_ready() wait for the outcome.
+  auto tpm = Swtpm::pending({.state_dir = dir, .label = domain, .program = m_options.swtpm});
   {
     std::lock_guard lock(m_mutex);
     if (m_quit) return make_error("vTPM of domain '{}': vigild is shutting down", domain);
-    m_jobs.emplace_back([&task] { task(); });
+    m_jobs.emplace_back([this, tpm, domain, dir] {
+      if (auto r = start(domain, dir, *tpm); !r) tpm->fail(r.error());
+    });
   }
   m_cv.notify_all();
-  return done.get();
+  return tpm;
 }
 
-Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const std::string& state_dir) {
-  Swtpm::Options o{.state_dir = state_dir, .label = domain, .program = m_options.swtpm};
+Result<void> Provider::start(const std::string& domain, const std::string& state_dir, Swtpm& tpm) {
   std::error_code ec;
   std::string canonical = std::filesystem::weakly_canonical(state_dir, ec).string();
   if (ec || canonical.empty()) canonical = state_dir;
@@ -89,6 +91,7 @@ Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const 
       it = m_in_use.erase(it);
     }
   }
+  std::vector<uint8_t> key;
   const bool sealed = std::filesystem::exists(state_dir + "/" + kSealedKeyFile, ec);
   if (m_options.host_tcti.empty()) {
     if (sealed) {
@@ -96,19 +99,18 @@ Result<std::shared_ptr<Swtpm>> Provider::start(const std::string& domain, const 
                         domain, state_dir);
     }
   } else {
-    auto key = m_options.key_helper.empty()
-                   ? state_key(m_options.host_tcti, state_dir, m_options.host_pcr_mask)
-                   : state_key_via_helper(m_options.key_helper, m_options.host_tcti, state_dir,
-                                          m_options.host_pcr_mask, m_options.host_tpm_timeout_ms);
-    if (!key) return make_error("vTPM of domain '{}': {}", domain, key.error().message);
-    o.state_key = std::move(*key);
-    o.host_tpm = m_options.host_tcti;
+    auto k = m_options.key_helper.empty()
+                 ? state_key(m_options.host_tcti, state_dir, m_options.host_pcr_mask)
+                 : state_key_via_helper(m_options.key_helper, m_options.host_tcti, state_dir, m_options.host_pcr_mask,
+                                        m_options.host_tpm_timeout_ms);
+    if (!k) return make_error("vTPM of domain '{}': {}", domain, k.error().message);
+    key = std::move(*k);
+    tpm.set_host_tpm(m_options.host_tcti);
   }
-  auto tpm = Swtpm::start(o);
-  if (!o.state_key.empty()) explicit_bzero(o.state_key.data(), o.state_key.size());
-  if (!tpm) return make_error("vTPM of domain '{}': {}", domain, tpm.error().message);
-  m_in_use[canonical] = {*tpm, domain};
-  return tpm;
+  auto r = tpm.launch(std::move(key));
+  if (!r) return make_error("vTPM of domain '{}': {}", domain, r.error().message);
+  m_in_use[canonical] = {tpm.shared_from_this(), domain};
+  return {};
 }
 
 }  // namespace vigil::vtpm

@@ -3,8 +3,8 @@
 //
 // vigild's API and reaper threads are sandboxed and may not create processes
 // (base/sandbox.h), so each swtpm is started by the launcher thread, which vigild's main
-// thread creates before any filter is installed: open() queues the start there and waits for
-// it. The launcher runs only this code, with the state directory and key as its inputs, and
+// thread creates before any filter is installed: open() queues the start there and returns a
+// pending Swtpm (its first command waits for the start). The launcher runs only this code, with the state directory and key as its inputs, and
 // none of what a guest sends. Once started, a swtpm is used, stopped and reaped from any
 // thread (through its pidfd, see swtpm.h).
 #pragma once
@@ -49,13 +49,15 @@ class Provider {
   // The state directory of `domain`: `configured` if given, else root_dir/domain.
   std::string state_dir_for(const std::string& domain, const std::string& configured) const;
   // Starts the domain's swtpm (unsealing, or on first use creating and sealing, its state key
-  // when a host TPM is configured). Errors are one sentence naming the domain.
+  // when a host TPM is configured) on the launcher thread and returns at once: the Swtpm is
+  // pending until then (its commands wait; wait_ready() says how the start went, in one
+  // sentence naming the domain), so the caller builds the board meanwhile.
   Result<std::shared_ptr<Swtpm>> open(const std::string& domain, const std::string& configured_state_dir);
 
   const Options& options() const { return m_options; }
 
  private:
-  Result<std::shared_ptr<Swtpm>> start(const std::string& domain, const std::string& state_dir);
+  Result<void> start(const std::string& domain, const std::string& state_dir, Swtpm& tpm);
   void launcher_loop();
 
   Options m_options;

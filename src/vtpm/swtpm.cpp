@@ -1,5 +1,6 @@
 #include "vtpm/swtpm.h"
 #include "vtpm/sealing.h"
+#include "vtpm/swtpm_state.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -81,6 +82,55 @@ uint32_t get_be32(const uint8_t* p) {
 }  // namespace
 
 Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
+  std::shared_ptr<Swtpm> s(new Swtpm(options));
+  std::lock_guard lock(s->m_mutex);
+  if (auto r = s->launch_locked(options); !r) return std::unexpected(r.error());
+  return s;
+}
+
+std::shared_ptr<Swtpm> Swtpm::pending(const Options& options) {
+  Options o = options;
+  o.state_key.clear();  // launch() brings it
+  std::shared_ptr<Swtpm> s(new Swtpm(std::move(o)));
+  s->m_started = false;
+  return s;
+}
+
+Result<void> Swtpm::launch(std::vector<uint8_t> state_key) {
+  std::unique_lock lock(m_mutex);
+  Options o = m_options;
+  o.state_key = std::move(state_key);
+  auto r = launch_locked(o);
+  if (!o.state_key.empty()) explicit_bzero(o.state_key.data(), o.state_key.size());
+  m_options.state_key.clear();
+  if (!r) m_start_error = r.error();
+  m_started = true;
+  lock.unlock();
+  m_started_cv.notify_all();
+  return r;
+}
+
+void Swtpm::fail(Error why) {
+  {
+    std::lock_guard lock(m_mutex);
+    m_start_error = std::move(why);
+    m_started = true;
+  }
+  m_started_cv.notify_all();
+}
+
+void Swtpm::wait_started(std::unique_lock<std::mutex>& lock) {
+  m_started_cv.wait(lock, [&] { return m_started; });
+}
+
+Result<void> Swtpm::wait_ready() {
+  std::unique_lock lock(m_mutex);
+  wait_started(lock);
+  if (m_start_error) return std::unexpected(*m_start_error);
+  return {};
+}
+
+Result<void> Swtpm::launch_locked(const Options& options) {
   if (options.state_dir.empty()) return make_error("a vTPM needs a state directory");
   std::error_code ec;
   std::filesystem::create_directories(options.state_dir, ec);
@@ -130,7 +180,6 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  std::shared_ptr<Swtpm> s(new Swtpm(options));
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -161,19 +210,19 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
   ::close(ctrl[1]);
   if (key_pipe[0] >= 0) ::close(key_pipe[0]);
   // swtpm holds the key now; vigild keeps no copy.
-  if (!s->m_options.state_key.empty()) explicit_bzero(s->m_options.state_key.data(), s->m_options.state_key.size());
-  s->m_options.state_key.clear();
-  s->m_pidfd = ::pidfd_open(pid, 0);  // the child cannot be reaped before this: nobody waits for it yet
-  if (s->m_pidfd < 0) {
+  if (!this->m_options.state_key.empty()) explicit_bzero(this->m_options.state_key.data(), this->m_options.state_key.size());
+  this->m_options.state_key.clear();
+  this->m_pidfd = ::pidfd_open(pid, 0);  // the child cannot be reaped before this: nobody waits for it yet
+  if (this->m_pidfd < 0) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     for (int fd : {data[0], data[1], ctrl[0]}) ::close(fd);
     return make_error("cannot watch swtpm for vTPM '{}': pidfd_open failed: {}", options.label, std::strerror(errno));
   }
-  s->m_encrypted = !options.state_key.empty();
-  s->m_pid = pid;
-  s->m_data = data[0];
-  s->m_ctrl = ctrl[0];
+  this->m_encrypted = !options.state_key.empty();
+  this->m_pid = pid;
+  this->m_data = data[0];
+  this->m_ctrl = ctrl[0];
   // CMD_SET_DATAFD: the data channel's far end travels to swtpm over the control channel.
   {
     uint8_t code[4] = {0, 0, 0, static_cast<uint8_t>(kCmdSetDatafd)};
@@ -189,30 +238,31 @@ Result<std::shared_ptr<Swtpm>> Swtpm::start(const Options& options) {
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(c), &data[1], sizeof(int));
-    const ssize_t n = ::sendmsg(s->m_ctrl, &msg, MSG_NOSIGNAL);
+    const ssize_t n = ::sendmsg(this->m_ctrl, &msg, MSG_NOSIGNAL);
     ::close(data[1]);
     if (n != static_cast<ssize_t>(sizeof(code))) {
-      return make_error("swtpm for vTPM '{}' did not start: {}", options.label, s->exit_reason());
+      return make_error("swtpm for vTPM '{}' did not start: {}", options.label, this->exit_reason());
     }
     std::vector<uint8_t> reply;
-    s->m_options.timeout_ms = kStartTimeoutMs;
-    auto r = s->transfer(s->m_ctrl, {}, reply, 4);
-    s->m_options.timeout_ms = options.timeout_ms;
+    this->m_options.timeout_ms = kStartTimeoutMs;
+    auto r = this->transfer(this->m_ctrl, {}, reply, 4);
+    this->m_options.timeout_ms = options.timeout_ms;
     if (!r) return make_error("swtpm for vTPM '{}' did not take its data channel: {}", options.label, r.error().message);
     if (get_be32(reply.data()) != 0) {
       return make_error("swtpm for vTPM '{}' refused its data channel (result {:#x})", options.label, get_be32(reply.data()));
     }
   }
-  return s;
+  return {};
 }
 
 Swtpm::~Swtpm() {
   std::lock_guard lock(m_mutex);
-  stop_locked();
+  stop_locked();  // a pending start holds a reference: it has ended by now
 }
 
 void Swtpm::shutdown() {
-  std::lock_guard lock(m_mutex);
+  std::unique_lock lock(m_mutex);
+  wait_started(lock);
   stop_locked();
 }
 
@@ -235,6 +285,8 @@ void Swtpm::stop_locked() {
 std::string Swtpm::status() {
   std::unique_lock lock(m_mutex, std::try_to_lock);
   if (!lock) return "running (busy)";  // a command is executing: never wait for it here
+  if (!m_started) return "starting";
+  if (m_start_error) return "failed to start";
   if (m_stopped) return "stopped";
   if (!reap(false)) return m_broken ? "not answering" : "running";
   if (WIFSIGNALED(m_status)) return fmt::format("killed by signal {}", WTERMSIG(m_status));
@@ -313,7 +365,9 @@ Result<void> Swtpm::transfer(int fd, std::span<const uint8_t> out, std::vector<u
 }
 
 Result<std::vector<uint8_t>> Swtpm::execute(std::span<const uint8_t> command) {
-  std::lock_guard lock(m_mutex);
+  std::unique_lock lock(m_mutex);
+  wait_started(lock);
+  if (m_start_error) return std::unexpected(*m_start_error);
   if (m_stopped) return make_error("{} was stopped with its domain", describe());
   if (m_broken) return make_error("{} failed earlier and no longer serves commands ({})", describe(), exit_reason());
   std::vector<uint8_t> response;
@@ -336,13 +390,104 @@ Result<void> Swtpm::platform_reset() {
 }
 
 Result<void> Swtpm::init() {
-  std::lock_guard lock(m_mutex);
+  std::unique_lock lock(m_mutex);
+  wait_started(lock);
+  if (m_start_error) return std::unexpected(*m_start_error);
   if (m_stopped || m_broken) return make_error("{} no longer runs", describe());
   std::vector<uint8_t> req, reply;
   put_be32(req, kCmdInit);
   put_be32(req, 0);  // init flags: keep the volatile state file out of it
   if (auto r = transfer(m_ctrl, req, reply, 4); !r) return make_error("{} failed CMD_INIT: {}", describe(), r.error().message);
   if (const uint32_t rc = get_be32(reply.data()); rc != 0) return make_error("{} failed CMD_INIT with TPM result {:#x}", describe(), rc);
+  return {};
+}
+
+Result<uint32_t> Swtpm::control_locked(uint32_t code, std::span<const uint8_t> body, const char* what) {
+  std::vector<uint8_t> req, reply;
+  put_be32(req, code);
+  req.insert(req.end(), body.begin(), body.end());
+  if (auto r = transfer(m_ctrl, req, reply, 4); !r) {
+    m_broken = true;
+    return make_error("{} failed {}: {}", describe(), what, r.error().message);
+  }
+  return get_be32(reply.data());
+}
+
+Result<std::vector<uint8_t>> Swtpm::save_state() {
+  std::unique_lock lock(m_mutex);
+  wait_started(lock);
+  if (m_start_error) return std::unexpected(*m_start_error);
+  if (m_stopped || m_broken) return make_error("{} no longer runs", describe());
+  // swtpm's TPM_RETRY: the blob's file does not exist (no savestate without TPM2_Shutdown(STATE)).
+  constexpr uint32_t kTpmRetry = 0x800;
+  SwtpmState state;
+  for (uint32_t type : {kBlobPermanent, kBlobVolatile, kBlobSavestate}) {
+    std::vector<uint8_t> req, head, body;
+    put_be32(req, kCmdGetStateblob);
+    put_be32(req, 0);     // state_flags: not decrypted, so encrypted with the state key if there is one
+    put_be32(req, type);
+    put_be32(req, 0);     // offset: the whole blob in one answer (a socket, not CUSE)
+    if (auto r = transfer(m_ctrl, req, head, 16); !r) {
+      m_broken = true;
+      return make_error("{} failed CMD_GET_STATEBLOB ({}): {}", describe(), blob_name(type), r.error().message);
+    }
+    const uint32_t rc = get_be32(head.data()), flags = get_be32(head.data() + 4), length = get_be32(head.data() + 12);
+    if (rc == kTpmRetry && type == kBlobSavestate && length == 0) {
+      state.blobs.push_back({type, 0, {}});
+      continue;
+    }
+    if (rc != 0) return make_error("{} refused CMD_GET_STATEBLOB ({}) with TPM result {:#x}", describe(), blob_name(type), rc);
+    if (length > kMaxBlob) {
+      m_broken = true;
+      return make_error("{} announced a {} blob of {} bytes, more than {}", describe(), blob_name(type), length, kMaxBlob);
+    }
+    if (length > 0) {
+      if (auto r = transfer(m_ctrl, {}, body, length); !r) {
+        m_broken = true;
+        return make_error("{} failed CMD_GET_STATEBLOB ({}): {}", describe(), blob_name(type), r.error().message);
+      }
+    }
+    if (m_encrypted && length > 0 && !(flags & kBlobFlagEncrypted))
+      return make_error("{} returned its {} blob unencrypted although it has a state key", describe(), blob_name(type));
+    state.blobs.push_back({type, flags & kBlobFlagEncrypted, std::move(body)});
+  }
+  return format_swtpm_state(state);
+}
+
+Result<void> Swtpm::load_state(std::span<const uint8_t> bytes) {
+  auto state = parse_swtpm_state(bytes);
+  if (!state) return make_error("the vTPM state is malformed: {}", state.error().message);
+  std::unique_lock lock(m_mutex);
+  wait_started(lock);
+  if (m_start_error) return std::unexpected(*m_start_error);
+  if (m_stopped || m_broken) return make_error("{} no longer runs", describe());
+  bool any_encrypted = false;
+  for (const StateBlob& b : state->blobs) any_encrypted |= (b.flags & kBlobFlagEncrypted) != 0;
+  if (any_encrypted && !m_encrypted) {
+    return make_error("the vTPM state is encrypted with the domain's sealed state key, but this vTPM has no state key "
+                      "(restore on a vigild with --host-tpm and the domain's vtpm-key.sealed in its state directory)");
+  }
+  auto rc = control_locked(kCmdStop, {}, "CMD_STOP");
+  if (!rc) return std::unexpected(rc.error());
+  if (*rc != 0) return make_error("{} refused CMD_STOP with TPM result {:#x}", describe(), *rc);
+  for (const StateBlob& b : state->blobs) {
+    std::vector<uint8_t> body;
+    put_be32(body, b.flags);
+    put_be32(body, b.type);
+    put_be32(body, static_cast<uint32_t>(b.data.size()));
+    body.insert(body.end(), b.data.begin(), b.data.end());
+    rc = control_locked(kCmdSetStateblob, body, "CMD_SET_STATEBLOB");
+    if (!rc) return std::unexpected(rc.error());
+    if (*rc != 0) {
+      return make_error("{} refused the {} blob with TPM result {:#x} (encrypted with another state key, or corrupt)",
+                        describe(), blob_name(b.type), *rc);
+    }
+  }
+  std::vector<uint8_t> flags;
+  put_be32(flags, 0);  // keep the volatile state just set: resume, do not reset
+  rc = control_locked(kCmdInit, flags, "CMD_INIT");
+  if (!rc) return std::unexpected(rc.error());
+  if (*rc != 0) return make_error("{} could not resume from the loaded state (CMD_INIT: TPM result {:#x})", describe(), *rc);
   return {};
 }
 

@@ -15,7 +15,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,7 +27,7 @@
 
 namespace vigil::vtpm {
 
-class Swtpm final : public devices::TpmBackend {
+class Swtpm final : public devices::TpmBackend, public std::enable_shared_from_this<Swtpm> {
  public:
   struct Options {
     std::string state_dir;          // created (0700) if missing; holds tpm2-00.permall
@@ -38,9 +40,17 @@ class Swtpm final : public devices::TpmBackend {
     std::string host_tpm;           // informational (vtpm-list): the TCTI that sealed the key
   };
   // swtpm control channel codes (swtpm's tpm_ioctl.h).
-  static constexpr uint32_t kCmdGetCapability = 1, kCmdInit = 2, kCmdShutdown = 3;
+  static constexpr uint32_t kCmdGetCapability = 1, kCmdInit = 2, kCmdShutdown = 3, kCmdGetStateblob = 0x0c,
+                            kCmdSetStateblob = 0x0d, kCmdStop = 0x0e;
 
   static Result<std::shared_ptr<Swtpm>> start(const Options& options);
+  // Asynchronous start (vtpm/provider.h): a Swtpm whose process another thread starts with
+  // launch(), or fails with fail(). Until then every method waits for it, so a domain's board
+  // can be built (RAM, kernel, hashing) while swtpm starts; wait_ready() gives the outcome.
+  static std::shared_ptr<Swtpm> pending(const Options& options);
+  Result<void> launch(std::vector<uint8_t> state_key);
+  void fail(Error why);
+  Result<void> wait_ready() override;
   ~Swtpm() override;
   Swtpm(const Swtpm&) = delete;
   Swtpm& operator=(const Swtpm&) = delete;
@@ -54,18 +64,33 @@ class Swtpm final : public devices::TpmBackend {
 
   // CMD_INIT: resets the TPM as a platform reset does (a guest reboot).
   Result<void> init();
+
+  // Snapshots (vtpm/swtpm_state.h): CMD_GET_STATEBLOB of the permanent, volatile and savestate
+  // blobs while the TPM runs (encrypted with the state key when there is one); the TPM keeps
+  // running. The caller makes sure no command executes (the TIS is idle, the vCPUs paused).
+  Result<std::vector<uint8_t>> save_state() override;
+  // CMD_STOP, CMD_SET_STATEBLOB of each blob, then CMD_INIT keeping the volatile state: the
+  // TPM resumes exactly where the saved one was (PCRs, NV, loaded objects), replacing whatever
+  // it held. An encrypted state needs this swtpm to hold the same state key.
+  Result<void> load_state(std::span<const uint8_t> bytes) override;
   pid_t pid() const { return m_pid; }
   // False once the process has exited (reaped here).
   bool alive();
   const std::string& state_dir() const { return m_options.state_dir; }
   const std::string& host_tpm() const { return m_options.host_tpm; }
+  void set_host_tpm(std::string tcti) { m_options.host_tpm = std::move(tcti); }  // before launch()
   bool encrypted() const { return m_encrypted; }
   // "running", "stopped" or why the process ended ("killed by signal 9").
   std::string status();
 
  private:
   explicit Swtpm(Options options) : m_options(std::move(options)) {}
+  Result<void> launch_locked(const Options& options);
+  void wait_started(std::unique_lock<std::mutex>& lock);
   Result<void> transfer(int fd, std::span<const uint8_t> out, std::vector<uint8_t>& in, size_t fixed_reply);
+  // One control command whose reply is a u32 TPM result (returned); a transport failure is an
+  // error naming the command.
+  Result<uint32_t> control_locked(uint32_t code, std::span<const uint8_t> body, const char* what);
   std::string exit_reason();
   void stop_locked();
   bool reap(bool block);  // true once the process has exited (and is reaped)
@@ -79,6 +104,9 @@ class Swtpm final : public devices::TpmBackend {
   bool m_broken = false;  // a failed exchange leaves the byte stream out of step
   bool m_stopped = false;  // shutdown() ran
   bool m_encrypted = false;
+  bool m_started = true;        // false while a pending start runs (launch/fail end it)
+  std::optional<Error> m_start_error;
+  std::condition_variable m_started_cv;
   std::mutex m_mutex;
 };
 

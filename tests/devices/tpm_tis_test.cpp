@@ -321,5 +321,108 @@ TEST_F(TisTest, ResetReturnsToNoActiveLocality) {
   EXPECT_EQ(sts(0) & (T::kStsCommandReady | T::kStsExpect | T::kStsDataAvail), 0u);
 }
 
+TEST_F(TisTest, SnapshotMidCommandRestoresIntoAFreshInterfaceThatFinishesIt) {
+  request(2);
+  const auto cmd = command(0x17b, 12);
+  wr(2, T::kSts, T::kStsCommandReady);
+  for (size_t i = 0; i < 7; ++i) wr(2, T::kDataFifo, cmd[i]);  // half a command received
+  auto snap = tis.snapshot(1000);
+  ASSERT_TRUE(snap) << snap.error().message;
+  EXPECT_EQ(snap->state, 2u);
+  EXPECT_EQ(snap->active, 2);
+  EXPECT_EQ(snap->offset, 7u);
+  auto other_tpm = std::make_shared<FakeTpm>();
+  TpmTis other(other_tpm, nullptr);
+  ASSERT_TRUE(other.restore(*snap));
+  auto rd2 = [&](uint64_t reg) {
+    uint64_t v = 0;
+    EXPECT_TRUE(other.read(2 * T::kLocalitySize + reg, 4, v));
+    return static_cast<uint32_t>(v);
+  };
+  EXPECT_NE(rd2(T::kAccess) & T::kAccessActive, 0u);
+  EXPECT_NE(rd2(T::kSts) & T::kStsExpect, 0u);
+  for (size_t i = 7; i < cmd.size(); ++i) EXPECT_TRUE(other.write(2 * T::kLocalitySize + T::kDataFifo, 1, cmd[i]));
+  EXPECT_TRUE(other.write(2 * T::kLocalitySize + T::kSts, 1, T::kStsGo));
+  ASSERT_TRUE(other.wait_idle(2000));
+  ASSERT_EQ(other_tpm->commands.size(), 1u);
+  EXPECT_EQ(other_tpm->commands[0], cmd) << "the restored interface sent the whole command";
+  EXPECT_NE(rd2(T::kSts) & T::kStsDataAvail, 0u);
+  // A response half read survives too: the rest comes from where the reader stopped.
+  uint64_t b = 0;
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(other.read(2 * T::kLocalitySize + T::kDataFifo, 1, b));
+  auto done = other.snapshot(1000);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, 4u);
+  EXPECT_EQ(done->offset, 5u);
+  TpmTis third(other_tpm, nullptr);
+  ASSERT_TRUE(third.restore(*done));
+  std::vector<uint8_t> rest;
+  for (;;) {
+    uint64_t st = 0;
+    ASSERT_TRUE(third.read(2 * T::kLocalitySize + T::kSts, 4, st));
+    if (!(st & T::kStsDataAvail)) break;
+    ASSERT_TRUE(third.read(2 * T::kLocalitySize + T::kDataFifo, 1, b));
+    rest.push_back(static_cast<uint8_t>(b));
+  }
+  EXPECT_EQ(rest.size(), 9u);
+  EXPECT_EQ(rest.back(), 0x7b);
+}
+
+TEST_F(TisTest, SnapshotWaitsForARunningCommandAndRefusesAfterTheDeadline) {
+  tpm->delay_ms = 400;
+  request(0);
+  send(0, command(0x17b, 12));
+  wr(0, T::kSts, T::kStsGo);
+  auto early = tis.snapshot(50);
+  ASSERT_FALSE(early);
+  EXPECT_EQ(early.error().message, "the vTPM is still executing a guest command after 50 ms");
+  auto later = tis.snapshot(2000);
+  ASSERT_TRUE(later) << later.error().message;
+  EXPECT_EQ(later->state, 4u) << "completion: the response is in the snapshot";
+  EXPECT_EQ(later->buffer.size(), 14u);
+}
+
+TEST_F(TisTest, HostileSnapshotsAreRefusedInOneSentence) {
+  auto ok = [](T::Snapshot s) { return s; };
+  T::Snapshot base;
+  EXPECT_TRUE(tis.restore(base));
+  struct Case {
+    T::Snapshot s;
+    const char* want;
+  };
+  T::Snapshot exec = base;
+  exec.state = 3;
+  exec.active = 0;
+  T::Snapshot loc = base;
+  loc.active = 5;
+  T::Snapshot masks = base;
+  masks.requested = 0x20;
+  T::Snapshot idle_buf = base;
+  idle_buf.buffer = {1};
+  T::Snapshot short_rx = base;
+  short_rx.state = 2, short_rx.active = 0, short_rx.buffer.assign(10, 0);
+  T::Snapshot past = base;
+  past.state = 2, past.active = 0, past.buffer = command(0x17b, 12), past.buffer.resize(T::kBufferSize), past.offset = 20;
+  T::Snapshot bad_resp = base;
+  bad_resp.state = 4, bad_resp.active = 0, bad_resp.buffer = command(0x17b, 12), bad_resp.buffer[5] = 99;
+  T::Snapshot read_past = base;
+  read_past.state = 4, read_past.active = 0, read_past.buffer = command(0x17b, 12), read_past.offset = 13;
+  T::Snapshot no_loc = base;
+  no_loc.state = 1;
+  for (const Case& c : {Case{exec, "TIS state 3 is not idle, ready, reception or completion"},
+                        Case{loc, "TIS active locality 5 is not -1..4"},
+                        Case{masks, "TIS locality masks 0x20/0x0 name localities beyond 4"},
+                        Case{idle_buf, "TIS buffer holds 1 bytes while no command is in it"},
+                        Case{short_rx, "TIS reception buffer of 10 bytes at offset 0 (must be 4096 bytes)"},
+                        Case{past, "TIS holds 20 bytes of a 12-byte command"},
+                        Case{bad_resp, "TIS response of 12 bytes (offset 0) is malformed"},
+                        Case{read_past, "TIS response of 12 bytes (offset 13) is malformed"},
+                        Case{no_loc, "TIS has a command phase but no active locality"}}) {
+    auto r = tis.restore(ok(c.s));
+    ASSERT_FALSE(r) << c.want;
+    EXPECT_EQ(r.error().message, c.want);
+  }
+}
+
 }  // namespace
 }  // namespace vigil::devices

@@ -123,18 +123,6 @@ class VtpmDomains(unittest.TestCase):
         # and PCR 16 (debug, never extended by vigild) zero.
         self.assertEqual(set(boots.values()), {(kernel_pcr8(), "0" * 64)}, boots)
 
-    def test_save_refuses_a_domain_with_a_vtpm(self):
-        # Snapshots do not carry the vTPM yet: refused, never saved without it.
-        self.d.vigil("create", self.config("sv", "sleep 600", 'vtpm = [ "" ]'))
-        self.assertTrue(wait_for(lambda: "VIGIL-GUEST: init started" in self.d.console("sv"), 120))
-        snap = os.path.join(self.tmp, "sv.snap")
-        r = self.d.vigil("save", "sv", snap, check=False)
-        self.assertNotEqual(r.returncode, 0)
-        self.assertEqual(r.stderr, "vigil: domain 'sv': device tpm-tis (a vTPM) cannot be saved yet\n")
-        self.assertFalse(os.path.exists(snap))
-        self.assertEqual(self.d.domains()["sv"]["state"], "running")
-        self.assertEqual(self.vtpms("sv")[0]["status"], "running")
-
     def test_swtpm_dies_with_vigild(self):
         # Run as root, swtpm changes uid, which clears its parent-death signal: it is set again.
         self.d.vigil("create", self.config("orphan", "sleep 600", 'vtpm = [ "" ]'))

@@ -359,6 +359,16 @@ TEST(ConfigCodec, RoundTripAndHostileJson) {
   auto r = decode_config(R"({"name": 5})");
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("\"name\""), std::string::npos) << r.error().message;
+  EXPECT_FALSE(back->vtpm) << "no vtpm key: no vTPM";
+  c.vtpm = hv::VtpmConfig{.state_dir = "/var/lib/x"};
+  auto with = decode_config(encode_config(c));
+  ASSERT_TRUE(with && with->vtpm);
+  EXPECT_EQ(with->vtpm->state_dir, "/var/lib/x");
+  std::string text = encode_config(c);
+  text.replace(text.find("\"vtpm\":{"), 8, "\"vtpm\":7,\"x\":{");
+  auto bad = decode_config(text);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "config: \"vtpm\" is not an object");
 }
 
 }  // namespace
