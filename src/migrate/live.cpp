@@ -46,7 +46,9 @@ constexpr int kIdleTimeoutMs = 60'000;
 // Bytes of RAM records gathered before a PAGES message goes out.
 constexpr size_t kMessageTarget = 8u << 20;
 
-enum class Kind : uint32_t { kConfig = 1, kAccept, kPages, kFinal, kReady, kCommit, kStarted, kError };
+// kSync/kSynced end each pre-copy round: the source waits until the destination has applied
+// everything sent (else its backlog, still being decompressed, would count as downtime).
+enum class Kind : uint32_t { kConfig = 1, kAccept, kPages, kFinal, kReady, kCommit, kStarted, kError, kSync, kSynced };
 
 const char* kind_name(uint32_t k) {
   switch (static_cast<Kind>(k)) {
@@ -58,6 +60,8 @@ const char* kind_name(uint32_t k) {
     case Kind::kCommit: return "COMMIT";
     case Kind::kStarted: return "STARTED";
     case Kind::kError: return "ERROR";
+    case Kind::kSync: return "SYNC";
+    case Kind::kSynced: return "SYNCED";
   }
   return "unknown";
 }
@@ -169,7 +173,7 @@ Result<Message> recv_msg(int fd, const std::atomic<bool>* cancel, int timeout_ms
   Message m;
   m.kind = get_u32(h);
   const uint64_t len = get_u64(h + 8);
-  if (m.kind < static_cast<uint32_t>(Kind::kConfig) || m.kind > static_cast<uint32_t>(Kind::kError))
+  if (m.kind < static_cast<uint32_t>(Kind::kConfig) || m.kind > static_cast<uint32_t>(Kind::kSynced))
     return make_error("message of unknown kind {}", m.kind);
   if (get_u32(h + 4) != 0) return make_error("{} message: reserved field is not zero", kind_name(m.kind));
   if (len > kMaxMessage) return make_error("{} message: length {} exceeds {}", kind_name(m.kind), len, kMaxMessage);
@@ -427,6 +431,8 @@ Result<void> run_source(hv::DomainManager& manager, uint32_t id, hv::Domain& dom
       auto bytes = w.finish();
       if (auto r = sender.send(Kind::kPages, bytes); !r) return r;
     }
+    if (auto r = send_msg(fd, Kind::kSync, {}, &progress.cancel, &progress.bytes_sent); !r) return r;
+    if (auto r = expect_msg(fd, Kind::kSynced, &progress.cancel, kIdleTimeoutMs); !r) return std::unexpected(r.error());
     const double secs = std::max(ms_since(t0), 0.1) / 1000.0;
     const uint64_t sent = progress.bytes_sent.load() - sent0;
     if (!pages.empty()) bytes_per_page = static_cast<double>(sent) / static_cast<double>(pages.size());
@@ -633,6 +639,11 @@ Result<uint32_t> receive_migration(hv::DomainManager& manager, int fd, const std
     if (!msg) return fail(msg.error());
     if (msg->kind == static_cast<uint32_t>(Kind::kPages)) {
       if (auto r = receive_pages(in, msg->payload, true); !r) return fail(r.error());
+      continue;
+    }
+    if (msg->kind == static_cast<uint32_t>(Kind::kSync)) {
+      if (!msg->payload.empty()) return fail(Error{"SYNC message: unexpected payload"});
+      if (auto r = send_msg(fd, Kind::kSynced, {}, nullptr); !r) return fail(r.error());
       continue;
     }
     if (msg->kind != static_cast<uint32_t>(Kind::kFinal))

@@ -15,6 +15,8 @@
 // the same hostile reader as a file:
 //   source -> dest  CONFIG  (CONFIG, RAM_INFO, END)       dest answers ACCEPT or ERROR
 //   source -> dest  PAGES*  (RAM records, END)            pre-copy rounds, no answer
+//   source -> dest  SYNC                                  end of a round: dest answers SYNCED
+//                                                        once it applied everything before it
 //   source -> dest  FINAL   (RAM, every device, END)      dest builds the domain paused,
 //                                                        answers READY or ERROR
 //   source -> dest  COMMIT                                dest unpauses, answers STARTED
