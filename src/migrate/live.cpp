@@ -451,13 +451,20 @@ Result<void> run_source(hv::DomainManager& manager, uint32_t id, hv::Domain& dom
       best = pages.size();
       stalled = 0;
     } else if (++stalled >= kRoundsWithoutProgress) {
+      progress.gave_up.store(true);
       return make_error(
-          "the guest dirties memory faster than the link carries it: {} rounds without progress ({} pages dirty per "
-          "round at {:.0f} MiB/s); migration cancelled",
-          stalled, pages.size(), rate / 1048576.0);
+          "the guest dirties memory faster than the link carries it: {} rounds without progress ({} pages dirty after "
+          "a round of {:.0f} ms, ~{:.0f} ms to send them, budget {:.0f} ms); migration cancelled",
+          stalled, pages.size(), secs * 1000, est_ms, opt.downtime_ms);
     }
-    if (round + 1 >= kMaxRounds) return make_error("no convergence after {} rounds; migration cancelled", kMaxRounds);
-    if (timed_out()) return make_error("timeout of {} s reached before the memory converged", opt.timeout_s);
+    if (round + 1 >= kMaxRounds) {
+      progress.gave_up.store(true);
+      return make_error("no convergence after {} rounds; migration cancelled", kMaxRounds);
+    }
+    if (timed_out()) {
+      progress.gave_up.store(true);
+      return make_error("timeout of {} s reached before the memory converged; migration cancelled", opt.timeout_s);
+    }
     if (progress.cancel.load()) return make_error("cancelled");
   }
   // Stop and copy.

@@ -77,6 +77,7 @@ struct MigrateProgress {
   std::atomic<double> downtime_ms{0};  // pause to STARTED (the destination running)
   std::atomic<double> total_ms{0};
   std::atomic<bool> cancel{false};
+  std::atomic<bool> gave_up{false};  // cancelled by the policy (no convergence)
   std::atomic<int> fd{-1};  // the socket, so a cancel can shut it down
 
   std::mutex mutex;

@@ -103,7 +103,7 @@ Json start(hv::DomainManager& m, const Json& req) {
       return;
     }
     const auto phase = job->progress.phase.load() == migrate::MigratePhase::kCommitting ? migrate::MigratePhase::kUndecided
-                       : job->progress.cancel.load()                                    ? migrate::MigratePhase::kCancelled
+                       : job->progress.cancel.load() || job->progress.gave_up.load()    ? migrate::MigratePhase::kCancelled
                                                                                         : migrate::MigratePhase::kFailed;
     job->progress.set_error(phase, r.error().message);
     spdlog::warn("migrate: domain {}: {}", dom, r.error().message);
