@@ -736,6 +736,8 @@ Result<void> MigrationListener::start(const std::string& addr_port) {
 void MigrationListener::stop() {
   if (m_thread.joinable()) {
     (void)!::write(m_wake[1], "x", 1);
+    // A migration being received ends at once (and is discarded) rather than at its timeout.
+    if (const int c = m_conn_fd.load(); c >= 0) ::shutdown(c, SHUT_RDWR);
     m_thread.join();
   }
   for (int* f : {&m_listen_fd, &m_wake[0], &m_wake[1]}) {
@@ -763,7 +765,9 @@ void MigrationListener::run() {
     char ip[INET_ADDRSTRLEN] = "?";
     ::inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
     const auto t0 = Clock::now();
+    m_conn_fd.store(conn.fd);
     auto r = receive_migration(m_manager, conn.fd, m_token);
+    m_conn_fd.store(-1);
     if (r) spdlog::info("migration from {}: domain {} received and running ({:.0f} ms)", ip, *r, ms_since(t0));
     else spdlog::warn("migration from {} refused: {}", ip, r.error().message);
   }

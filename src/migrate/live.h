@@ -113,6 +113,7 @@ class MigrationListener {
   hv::DomainManager& m_manager;
   std::string m_token;
   int m_listen_fd = -1;
+  std::atomic<int> m_conn_fd{-1};  // the migration being received, shut down by stop()
   int m_wake[2] = {-1, -1};
   uint16_t m_port = 0;
   std::thread m_thread;

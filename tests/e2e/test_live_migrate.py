@@ -248,6 +248,19 @@ class LiveMigrate(unittest.TestCase):
         self.migrate(self.a, self.port[id(self.b)])
         self.assert_runs_on(self.b, "after the cuts, a full migration")
 
+    def test_guest_outdirtying_the_budget_is_cancelled_by_policy(self):
+        # Every page of 160 MiB rewritten continuously against a 1 ms budget: never converges.
+        cfg = write_domain_config(self.tmp.name, "mc", "vtest-memcheck 160 0 0", memory=256, vcpus=1,
+                                  quote_cmd=True)
+        self.a.vigil("create", cfg)
+        self.assertTrue(wait_for(lambda: last_pass(console(self.a, "mc")) >= 3, 300))
+        r = self.migrate(self.a, self.port[id(self.b)], "--downtime", "1", check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("cancelled: the guest dirties memory faster than the link carries it: 5 rounds without progress",
+                      r.stderr)
+        self.assertTrue(wait_for(lambda: self.b.domains() == {}, 30), self.b.domains())
+        self.assert_runs_on(self.a, "after the policy cancelled the migration")
+
     def test_cancel_keeps_the_source_running(self):
         self.boot_checker(memory=256, vcpus=1)
         self.migrate(self.a, self.port[id(self.b)], "--bandwidth", "1", "--no-wait")
