@@ -18,6 +18,7 @@
 #include "cli_monitor.h"
 #include "cli_vtpm.h"
 #include "cli_snapshot.h"
+#include "cli_migrate.h"
 #include "cli_psr.h"
 #include "machine/machine.h"
 #include "toolstack/api.h"
@@ -151,12 +152,19 @@ std::vector<unsigned> parse_cpu_list(const std::string& text, bool& ok) {
   return out;
 }
 
-int print_list(const Json& answer) {
+int print_list(const Json& answer, bool with_migration = false) {
   std::printf("%-32s %5s %7s %5s %-9s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)");
   for (const auto& d : answer["domains"]) {
     std::printf("%-32s %5u %7llu %5u %-9s %9.1f\n", d["name"].get<std::string>().c_str(), d["id"].get<unsigned>(),
                 static_cast<unsigned long long>(d["memory_mib"].get<uint64_t>()), d["vcpus"].get<unsigned>(),
                 d["state"].get<std::string>().c_str(), d["cpu_seconds"].get<double>());
+    if (with_migration && d.contains("migration")) {
+      const Json& m = d["migration"];
+      std::printf("    migration: %s, round %u, %llu bytes sent, %llu dirty pages left\n",
+                  m.value("phase", std::string("?")).c_str(), m.value("round", 0u),
+                  static_cast<unsigned long long>(m.value("bytes_sent", uint64_t{0})),
+                  static_cast<unsigned long long>(m.value("dirty_pages", uint64_t{0})));
+    }
   }
   return 0;
 }
@@ -198,6 +206,8 @@ int main(int argc, char** argv) {
   CLI::App* create = app.add_subcommand("create", "Create a domain from an xl.cfg-style config file");
   create->add_option("config", cfg_path, "config file")->required();
   CLI::App* list = app.add_subcommand("list", "List domains");
+  bool list_long = false;
+  list->add_flag("-l,--long", list_long, "also show each domain's live migration, if any");
   std::map<std::string, CLI::App*> simple;
   for (const char* verb : {"pause", "unpause", "shutdown", "reboot", "destroy"}) {
     CLI::App* c = app.add_subcommand(verb, std::string(verb) + " a domain");
@@ -232,6 +242,7 @@ int main(int argc, char** argv) {
   const auto run_monitor = vigil::cli::add_monitor_commands(app, socket);
   const auto run_vtpm = vigil::cli::add_vtpm_commands(app, socket);
   const auto run_snapshot = vigil::cli::add_snapshot_commands(app, socket);
+  const auto run_migrate = vigil::cli::add_migrate_commands(app, socket);
   const auto run_psr = vigil::cli::add_psr_commands(app, socket);
 
   CLI11_PARSE(app, argc, argv);
@@ -239,6 +250,7 @@ int main(int argc, char** argv) {
   if (auto rc = run_monitor()) return *rc;
   if (auto rc = run_vtpm()) return *rc;
   if (auto rc = run_snapshot()) return *rc;
+  if (auto rc = run_migrate()) return *rc;
   if (auto rc = run_psr()) return *rc;
 
   for (const std::string& d : disks) {
@@ -296,7 +308,7 @@ int main(int argc, char** argv) {
   }
   if (*list) {
     auto r = call(socket, Json{{"op", "list"}});
-    return r ? print_list(*r) : 1;
+    return r ? print_list(*r, list_long) : 1;
   }
   for (auto& [verb, c] : simple) {
     if (*c) return call(socket, Json{{"op", verb}, {"domain", domain}}) ? 0 : 1;

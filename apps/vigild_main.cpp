@@ -1,5 +1,6 @@
 // vigild: holds the domains and serves the JSON control API on a Unix socket.
 #include <csignal>
+#include <memory>
 #include <cstdio>
 #include <string_view>
 
@@ -9,6 +10,8 @@
 #include "riscv/jit.h"
 #include "hv/domain_manager.h"
 #include "toolstack/api.h"
+#include "migrate/live.h"
+#include "toolstack/api_migrate.h"
 #include "toolstack/dashboard.h"
 #include "toolstack/metrics.h"
 #include "vtpm/key_helper.h"
@@ -52,6 +55,12 @@ int main(int argc, char** argv) {
                  "seconds the host TPM may take to seal or unseal a vTPM key before creation fails")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
+  // Live migration (migrate/live.h): off unless --migrate-listen is given.
+  std::string migrate_listen, migrate_token_file;
+  app.add_option("--migrate-listen", migrate_listen,
+                 "accept live migrations from peers that know the token, on ADDR:PORT (IPv4; PORT 0 picks one)");
+  app.add_option("--migrate-token-file", migrate_token_file,
+                 "shared secret for live migration, both to send and to receive (mode 0600, at least 16 bytes)");
   bool no_sandbox = false;
   app.add_flag("--no-sandbox", no_sandbox,
                "run without the per-thread seccomp filters (for kernels without seccomp or debugging)");
@@ -105,6 +114,26 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vigild: %s\n", r.error().message.c_str());
     return 1;
   }
+  std::unique_ptr<vigil::migrate::MigrationListener> migration_listener;
+  if (!migrate_token_file.empty()) {
+    auto token = vigil::migrate::read_token_file(migrate_token_file);
+    if (!token) {
+      std::fprintf(stderr, "vigild: %s\n", token.error().message.c_str());
+      return 1;
+    }
+    vigil::toolstack::set_migration_token(*token);
+    if (!migrate_listen.empty()) {
+      migration_listener = std::make_unique<vigil::migrate::MigrationListener>(manager, *token);
+      if (auto r = migration_listener->start(migrate_listen); !r) {
+        std::fprintf(stderr, "vigild: %s\n", r.error().message.c_str());
+        return 1;
+      }
+      std::fprintf(stderr, "vigild: accepting migrations on port %u\n", migration_listener->port());
+    }
+  } else if (!migrate_listen.empty()) {
+    std::fprintf(stderr, "vigild: --migrate-listen needs --migrate-token-file\n");
+    return 1;
+  }
   vigil::toolstack::MetricsServer metrics_server(manager);
   if (!metrics.empty()) {
     auto where = vigil::toolstack::parse_listen_address(metrics);
@@ -149,6 +178,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "vigild: signal %d, destroying domains and exiting\n", sig);
   dashboard_server.stop();
   metrics_server.stop();
+  if (migration_listener) migration_listener->stop();
   server.stop();
   return 0;
 }

@@ -143,6 +143,17 @@ VirtioBlk::VirtioBlk(int fd, uint64_t capacity, bool read_only, std::string seri
       m_budget(kSliceBudgetBytes),
       m_bounce(kBounceSize) {}
 
+void VirtioBlk::unlock_image() {
+  ::fdatasync(m_fd);
+  ::flock(m_fd, LOCK_UN);
+}
+
+Result<void> VirtioBlk::relock_image() {
+  if (::flock(m_fd, (m_read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0)
+    return make_error("cannot take back the lock of disk image '{}': {}", m_serial, std::strerror(errno));
+  return {};
+}
+
 VirtioBlk::~VirtioBlk() {
   ::close(m_fd);
 }  // also drops the flock

@@ -44,6 +44,10 @@ class VirtioBlk final : public VirtioDevice {
   ~VirtioBlk() override;
 
   uint64_t capacity_sectors() const { return m_capacity; }
+  // Live migration hands the image's lock to the destination (same file, shared storage):
+  // dropped while the domain is paused for the last round, taken back if the migration fails.
+  void unlock_image();
+  Result<void> relock_image();
   bool read_only() const { return m_read_only; }
 
   // Requests served since the device was created (for metrics); any thread.

@@ -32,7 +32,8 @@ GuestMemory::GuestMemory(uint8_t* host, uint64_t base, uint64_t size)
       m_code(new std::atomic<uint8_t>[size >> kPageShift]()),
       m_rights(new std::atomic<uint8_t>[size >> kPageShift]()),
       m_breakpoints(new std::atomic<uint8_t>[size >> kPageShift]()),
-      m_marks(new std::atomic<uint8_t>[size >> kPageShift]()) {
+      m_marks(new std::atomic<uint8_t>[size >> kPageShift]()),
+      m_dirty(new std::atomic<uint64_t>[((size >> kPageShift) + 63) / 64]()) {
   for (uint64_t i = 0; i < (size >> kPageShift); ++i) m_rights[i].store(p2m::kAll, std::memory_order_relaxed);
 }
 
@@ -70,15 +71,56 @@ void GuestMemory::set_mark(uint64_t index, uint8_t reason, bool on) {
                          : m_marks[index].fetch_and(static_cast<uint8_t>(~reason), std::memory_order_acq_rel);
   const uint8_t now = on ? (old | reason) : (old & ~reason);
   if (old == now) return;
-  if (old == 0) m_marked_pages.fetch_add(1, std::memory_order_relaxed);
-  if (now == 0) m_marked_pages.fetch_sub(1, std::memory_order_relaxed);
+  // kDirtyLog pages are not counted: any_marks() gates the PageObserver, which never sees them.
+  if ((old & mark::kAllAccesses) == 0 && (now & mark::kAllAccesses) != 0) m_marked_pages.fetch_add(1, std::memory_order_relaxed);
+  if ((old & mark::kAllAccesses) != 0 && (now & mark::kAllAccesses) == 0) m_marked_pages.fetch_sub(1, std::memory_order_relaxed);
   // Decoded code (and translated blocks) of the page are rebuilt; TLBs are flushed.
   m_gen[index].fetch_add(1, std::memory_order_acq_rel);
   rights_epoch.fetch_add(1, std::memory_order_acq_rel);
 }
 
+void GuestMemory::start_dirty_log() {
+  const uint64_t pages = m_size >> kPageShift;
+  for (uint64_t w = 0; w < dirty_words(); ++w) m_dirty[w].store(0, std::memory_order_relaxed);
+  for (uint64_t i = 0; i < pages; ++i) m_marks[i].fetch_or(mark::kDirtyLog, std::memory_order_acq_rel);
+  m_dirty_logging.store(true, std::memory_order_seq_cst);
+  code_epoch.fetch_add(1, std::memory_order_seq_cst);
+}
+
+void GuestMemory::stop_dirty_log() {
+  m_dirty_logging.store(false, std::memory_order_seq_cst);
+  // Clearing the mark only lets pages back into the write TLB: nothing to flush.
+  const uint64_t pages = m_size >> kPageShift;
+  for (uint64_t i = 0; i < pages; ++i) {
+    m_marks[i].fetch_and(static_cast<uint8_t>(~mark::kDirtyLog), std::memory_order_acq_rel);
+  }
+}
+
+uint64_t GuestMemory::fetch_and_clear_dirty(std::vector<uint64_t>& words) {
+  const uint64_t n = dirty_words(), pages = m_size >> kPageShift;
+  words.assign(n, 0);
+  uint64_t count = 0;
+  for (uint64_t w = 0; w < n; ++w) {
+    const uint64_t bits = m_dirty[w].exchange(0, std::memory_order_acq_rel);
+    words[w] = bits;
+    for (uint64_t b = bits; b != 0; b &= b - 1) {
+      const uint64_t index = w * 64 + static_cast<uint64_t>(__builtin_ctzll(b));
+      if (index < pages) m_marks[index].fetch_or(mark::kDirtyLog, std::memory_order_acq_rel);
+      ++count;
+    }
+  }
+  code_epoch.fetch_add(1, std::memory_order_seq_cst);
+  return count;
+}
+
+void GuestMemory::log_dirty_range(uint64_t pa, uint64_t len) {
+  if (!dirty_logging() || len == 0 || !contains(pa, len)) return;
+  for (uint64_t i = page_index(pa), last = page_index(pa + len - 1); i <= last; ++i) log_dirty(i);
+}
+
 void GuestMemory::note_write(uint64_t pa, uint64_t len) {
   if (len == 0 || !contains(pa, len)) return;
+  if (dirty_logging()) [[unlikely]] log_dirty_range(pa, len);
   for (uint64_t i = page_index(pa), last = page_index(pa + len - 1); i <= last; ++i) {
     if (m_code[i].load(std::memory_order_relaxed) && m_code[i].exchange(0, std::memory_order_acq_rel)) m_gen[i].fetch_add(1, std::memory_order_release);
   }
@@ -245,9 +287,11 @@ ExitReason Hart::run(uint64_t budget) {
     flush_tlb();
   }
   if (code_epoch != m_seen_code_epoch) {
-    // Some page became code since the last slice: drop write entries that might cover it.
+    // Some page became code (or dirty logging re-marked pages) since the last slice: drop
+    // write entries that might cover it.
     m_seen_code_epoch = code_epoch;
     for (auto& set : m_tlb) set.write.fill(TlbEntry{});
+    seen_code_epoch.store(code_epoch, std::memory_order_release);
   }
   const uint64_t now = m_platform.mtime();
   update_timers(now);
@@ -333,7 +377,7 @@ void Hart::refill_fetch() {
       return;  // the fault was raised
     }
     DecodedPage* page = decoded_page_for(index);
-    const uint8_t marks = m_mem.marks(index);
+    const uint8_t marks = m_mem.marks(index) & mark::kAllAccesses;
     if (marks != 0) [[unlikely]] m_mem.note_marked_access(pa, 2, AccessType::kFetch);
     if (!cacheable || !whole_page || !p2m_exec || marks != 0) {
       // Not cacheable in the fetch TLB: use it for this page visit only.
@@ -474,7 +518,8 @@ void Hart::decode_slot(Hart& h, const DecodedInsn& d) {
   }
   DecodedPage* fetch_page = h.m_fetch_page;
   if (h.jit_enabled && &slot >= fetch_page->slots && &slot < std::end(fetch_page->slots) &&
-      !h.m_mem.has_breakpoints(h.m_fetch_page_index) && h.m_mem.marks(h.m_fetch_page_index) == 0) {
+      !h.m_mem.has_breakpoints(h.m_fetch_page_index) &&
+      (h.m_mem.marks(h.m_fetch_page_index) & mark::kAllAccesses) == 0) {
     // Count this slot's runs: when it gets hot, a block is translated from here.
     if (const uint16_t real = handler_index(slot.fn); real != kNoHandlerIndex) {
       fetch_page->real[off >> 1] = real;

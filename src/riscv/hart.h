@@ -82,6 +82,12 @@ inline constexpr uint64_t kGuestRequestEid = 0x0956494c;
 // P2m rights restrictions (vm_event) use the same exits through GuestMemory::rights().
 namespace mark {
 inline constexpr uint8_t kPsrSample = 1;  // a page the cache model samples (src/psr)
+// A clean page while dirty logging runs (live migration). Unlike the other reasons it only
+// keeps the page out of the write TLB: reads, fetches and translated code stay fast, and the
+// first store clears it (GuestMemory::log_dirty), so a page costs one slow store per round.
+inline constexpr uint8_t kDirtyLog = 0x80;
+// The reasons that stop every access (and are told to the PageObserver).
+inline constexpr uint8_t kAllAccesses = static_cast<uint8_t>(~kDirtyLog);
 }  // namespace mark
 
 // Told of accesses to marked pages: by harts (data, atomics, one per entry into a code page)
@@ -176,6 +182,30 @@ class GuestMemory {
   // Set before marking pages; must outlive every access (cleared only when no hart runs).
   std::atomic<PageObserver*> page_observer{nullptr};
 
+  // Dirty-page logging (live migration; DESIGN.md "Hooks are part of the core"). While it
+  // runs, a clean page carries mark::kDirtyLog so its first store takes the slow path,
+  // which sets the page's bit and clears the mark; device DMA and other host-side writes
+  // set bits through note_write. No extra cost on any store when logging is off.
+  //
+  // Protocol (why no store is lost): fetch_and_clear_dirty swaps each bitmap word to zero,
+  // then re-marks the pages that were dirty and bumps code_epoch, so every hart drops its
+  // write-TLB entries at its next slice boundary. The caller must wait for that (a hart
+  // publishes it in Hart::seen_code_epoch) before reading page contents: a store through a
+  // stale entry then lands before the read, and every later store finds the mark.
+  void start_dirty_log();
+  void stop_dirty_log();
+  bool dirty_logging() const { return m_dirty_logging.load(std::memory_order_relaxed); }
+  // Swaps the bitmap out (one bit per page, bit i of word i/64); returns the dirty count.
+  uint64_t fetch_and_clear_dirty(std::vector<uint64_t>& words);
+  uint64_t dirty_words() const { return ((m_size >> kPageShift) + 63) / 64; }
+  void log_dirty(uint64_t index) {
+    // Mark first, bit second: a concurrent fetch_and_clear_dirty then either sees the bit
+    // or re-marks the page after us (fetch_and_clear_dirty's comment).
+    m_marks[index].fetch_and(static_cast<uint8_t>(~mark::kDirtyLog), std::memory_order_acq_rel);
+    m_dirty[index / 64].fetch_or(1ull << (index % 64), std::memory_order_acq_rel);
+  }
+  void log_dirty_range(uint64_t pa, uint64_t len);
+
  private:
   uint8_t* m_host;
   uint64_t m_base;
@@ -187,6 +217,8 @@ class GuestMemory {
   std::unique_ptr<std::atomic<uint8_t>[]> m_marks;
   std::atomic<uint64_t> m_restricted_pages{0};
   std::atomic<uint64_t> m_marked_pages{0};
+  std::unique_ptr<std::atomic<uint64_t>[]> m_dirty;
+  std::atomic<bool> m_dirty_logging{false};
 };
 
 // What a hart needs from the board it sits on. Implemented by machine::Machine.
@@ -402,6 +434,8 @@ class Hart {
   bool wfi_pending = false;
   // True while run() executes; a hart outside run() applies requests before it next runs.
   std::atomic<bool> in_run{false};
+  // The GuestMemory::code_epoch this hart last acted on (write TLB dropped), for dirty logging.
+  std::atomic<uint64_t> seen_code_epoch{0};
   // No firmware in M-mode: S-mode ECALLs go to the platform's SBI and STIP follows stimecmp.
   bool builtin_sbi = false;
 

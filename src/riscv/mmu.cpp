@@ -208,8 +208,14 @@ bool Hart::access_page(uint64_t va, unsigned size, AccessType type, uint64_t& va
       value = 0;
       std::memcpy(&value, host, size);
     }
-    const uint8_t marks = m_mem.marks(index);
-    if (marks != 0) [[unlikely]] m_mem.note_marked_access(pa, size, type);
+    uint8_t marks = m_mem.marks(index);
+    if (marks != 0) [[unlikely]] {
+      // The first store to a clean page while dirty logging runs: log it, and the page may
+      // enter the write TLB from now on.
+      if (type == AccessType::kWrite && (marks & mark::kDirtyLog)) m_mem.log_dirty(index);
+      marks &= mark::kAllAccesses;
+      if (marks != 0) m_mem.note_marked_access(pa, size, type);
+    }
     if (cacheable && whole_page && p2m_ok && marks == 0 && m_mem.contains(pa & ~kPageMask, kPageSize)) {
       TlbEntry& e = (type == AccessType::kWrite ? m_dtlb_write : m_dtlb_read)[tlb_index(va)];
       if (type != AccessType::kWrite || !m_mem.page_has_code(index)) {
@@ -320,7 +326,9 @@ uint8_t* Hart::atomic_pointer(uint64_t va, unsigned size, bool for_write) {
     m_mem.note_write(pa, size);
     if (m_mem.page_index(pa) == m_fetch_page_index) invalidate_fetch();
   }
-  if (m_mem.marks(m_mem.page_index(pa)) != 0) [[unlikely]] m_mem.note_marked_access(pa, size, type);
+  if ((m_mem.marks(m_mem.page_index(pa)) & mark::kAllAccesses) != 0) [[unlikely]] {
+    m_mem.note_marked_access(pa, size, type);
+  }
   return m_mem.ptr(pa);
 }
 

@@ -18,6 +18,7 @@
 #include "toolstack/api_monitor.h"
 #include "toolstack/api_vtpm.h"
 #include "toolstack/api_snapshot.h"
+#include "toolstack/api_migrate.h"
 #include "toolstack/api_psr.h"
 #include "toolstack/xl_config.h"
 
@@ -59,6 +60,12 @@ Json domain_json(const hv::DomainInfo& i) {
               {"memory_mib", i.memory_mib}, {"vcpus", i.vcpus},
               {"state", hv::to_string(i.state)}, {"cpu_seconds", i.cpu_seconds},
               {"stop_reason", i.stop_reason}};
+}
+
+Json domain_json_with_migration(const hv::DomainInfo& i) {
+  Json j = domain_json(i);
+  if (auto mj = migration_json(i.id)) j["migration"] = *mj;
+  return j;
 }
 
 // Runs `fn(id)` for a request naming a domain.
@@ -104,7 +111,7 @@ Json handle_request(hv::DomainManager& m, const Json& req) {
 
   if (op == "list") {
     Json doms = Json::array();
-    for (const auto& i : m.list()) doms.push_back(domain_json(i));
+    for (const auto& i : m.list()) doms.push_back(domain_json_with_migration(i));
     return Json{{"ok", true}, {"domains", doms}};
   }
   if (op == "create") {
@@ -169,6 +176,7 @@ Json handle_request(hv::DomainManager& m, const Json& req) {
   if (auto answer = handle_gdb_request(m, op, req)) return *answer;
   if (auto answer = handle_vtpm_request(m, op, req)) return *answer;
   if (auto answer = handle_snapshot_request(m, op, req)) return *answer;
+  if (auto answer = handle_migrate_request(m, op, req)) return *answer;
   if (auto answer = handle_psr_request(m, op, req)) return *answer;
   return error_json(fmt::format("unknown op \"{}\"", op));
 }

@@ -39,6 +39,8 @@ extern "C" {  // glibc 2.36's <sys/pidfd.h> lacks the C++ guards
 #include <gtest/gtest.h>
 
 #include "migrate/snapshot.h"
+#include "migrate/live.h"
+#include <netinet/tcp.h>
 #include "monitor/shm_channel.h"
 
 namespace vigil::sandbox {
@@ -461,6 +463,73 @@ TEST(Sandbox, NamesClasses) {
   EXPECT_STREQ(to_string(ThreadClass::kVcpuWorker), "vCPU worker");
   EXPECT_STREQ(to_string(ThreadClass::kDeviceIo), "device I/O");
   EXPECT_STREQ(to_string(ThreadClass::kApi), "API");
+}
+
+}  // namespace
+}  // namespace vigil::sandbox
+
+namespace vigil::sandbox {
+namespace {
+
+// Live migration (migrate/live.h) runs on API-class threads: the listener and each outgoing
+// migration. They need TCP on loopback (socket, bind, listen, accept4, connect, poll,
+// send/recv with MSG_DONTWAIT|MSG_NOSIGNAL, getsockopt SO_ERROR, setsockopt TCP_NODELAY),
+// getrandom for the nonces (OpenSSL's RAND_bytes) and mremap (received RAM moved into place).
+// Here the destination's side of the handshake runs sandboxed against a peer with the
+// wrong proof: it must get as far as refusing it, not die on a denied call.
+TEST_F(SandboxTest, ApiThreadsSpeakTheMigrationProtocolOverTcp) {
+  hv::DomainManager manager(1);
+  in_sandbox(ThreadClass::kApi, [&] {
+    const int srv = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(srv, 0) << std::strerror(errno);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(srv, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << std::strerror(errno);
+    ASSERT_EQ(::listen(srv, 1), 0);
+    socklen_t len = sizeof sa;
+    ASSERT_EQ(::getsockname(srv, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+    const int cli = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    ASSERT_GE(cli, 0);
+    const int rc = ::connect(cli, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    ASSERT_TRUE(rc == 0 || errno == EINPROGRESS) << std::strerror(errno);
+    pollfd p{cli, POLLOUT, 0};
+    ASSERT_EQ(::poll(&p, 1, 5000), 1);
+    int err = -1, one = 1;
+    socklen_t el = sizeof err;
+    ASSERT_EQ(::getsockopt(cli, SOL_SOCKET, SO_ERROR, &err, &el), 0);
+    EXPECT_EQ(err, 0);
+    EXPECT_EQ(::setsockopt(cli, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+    const int conn = ::accept4(srv, nullptr, nullptr, SOCK_CLOEXEC);
+    ASSERT_GE(conn, 0) << std::strerror(errno);
+    Result<uint32_t> got = make_error("not run");
+    std::thread dest([&] { got = migrate::receive_migration(manager, conn, "the-token-of-the-destination"); });
+    // The source's greeting, then a proof made without the token.
+    uint8_t hello[44] = {'V', 'I', 'G', 'I', 'L', 'M', 'I', 'G', 1, 0, 0, 0};
+    ASSERT_EQ(::getrandom(hello + 12, 32, 0), 32);
+    ASSERT_EQ(::send(cli, hello, sizeof hello, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof hello));
+    uint8_t reply[64];
+    size_t have = 0;
+    while (have < sizeof reply) {
+      pollfd q{cli, POLLIN, 0};
+      ASSERT_EQ(::poll(&q, 1, 10000), 1);
+      const ssize_t n = ::recv(cli, reply + have, sizeof reply - have, MSG_DONTWAIT);
+      ASSERT_GT(n, 0) << std::strerror(errno);
+      have += static_cast<size_t>(n);
+    }
+    const uint8_t forged[32] = {};
+    ASSERT_EQ(::send(cli, forged, sizeof forged, MSG_NOSIGNAL | MSG_DONTWAIT), 32);
+    dest.join();
+    ASSERT_FALSE(got);
+    EXPECT_EQ(got.error().message, "authentication failed: the peer does not know the migration token");
+    void* a = ::mmap(nullptr, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* b = ::mmap(nullptr, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(a, MAP_FAILED);
+    ASSERT_NE(b, MAP_FAILED);
+    EXPECT_EQ(::mremap(a, 1 << 16, 1 << 16, MREMAP_MAYMOVE | MREMAP_FIXED, b), b) << std::strerror(errno);
+    ::munmap(b, 1 << 16);
+    for (int fd : {srv, cli, conn}) ::close(fd);
+  });
 }
 
 }  // namespace
