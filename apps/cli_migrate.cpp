@@ -1,4 +1,5 @@
 #include "cli_migrate.h"
+#include "cli_common.h"
 
 #include <chrono>
 #include <cstdio>
@@ -17,19 +18,6 @@ struct Options {
   double downtime_ms = 300, bandwidth = 0, timeout_s = 600;
   bool no_wait = false;
 };
-
-std::optional<Json> call(const std::string& socket, const Json& request) {
-  auto r = toolstack::api_call(socket, request);
-  if (!r) {
-    std::fprintf(stderr, "vigil: %s\n", r.error().message.c_str());
-    return std::nullopt;
-  }
-  if (!r->value("ok", false)) {
-    std::fprintf(stderr, "vigil: %s\n", r->value("error", std::string("request failed")).c_str());
-    return std::nullopt;
-  }
-  return *r;
-}
 
 void print_status(const Json& s) {
   std::printf("phase %s, round %u, %llu bytes sent, %llu dirty pages left, %.0f MiB/s",

@@ -1,4 +1,5 @@
 #include "cli_snapshot.h"
+#include "cli_common.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -21,15 +22,6 @@ std::string absolute(const std::string& path) {
   std::error_code ec;
   const auto abs = std::filesystem::absolute(path, ec);
   return ec ? path : abs.lexically_normal().string();
-}
-
-std::optional<Json> call(const std::string& socket, const Json& request) {
-  auto r = toolstack::api_request(socket, request);
-  if (!r) {
-    std::fprintf(stderr, "vigil: %s\n", r.error().message.c_str());
-    return std::nullopt;
-  }
-  return *r;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // vigil: the command-line front end. `vigil run` boots one guest in the foreground with
 // its console on stdin/stdout and exits with the guest's power-off.
 #include <poll.h>
+#include "cli_common.h"
 #include <termios.h>
 #include <unistd.h>
 
@@ -117,15 +118,7 @@ int run_command(const vigil::machine::MachineConfig& config, double timeout_s) {
 
 using vigil::toolstack::Json;
 
-// Sends one request to vigild and prints its error if it failed; returns the answer or null.
-std::optional<Json> call(const std::string& socket, const Json& request) {
-  auto r = vigil::toolstack::api_request(socket, request);
-  if (!r) {
-    std::fprintf(stderr, "vigil: %s\n", r.error().message.c_str());
-    return std::nullopt;
-  }
-  return *r;
-}
+using vigil::cli::call;
 
 std::vector<unsigned> parse_cpu_list(const std::string& text, bool& ok) {
   // "all", "0", "0-3", "0,2-3"

@@ -13,8 +13,6 @@
 namespace vigil::toolstack {
 namespace {
 
-Json error_json(const std::string& message) { return Json{{"ok", false}, {"error", message}}; }
-
 struct Job {
   migrate::MigrateProgress progress;
   std::thread thread;
@@ -49,13 +47,6 @@ Json status_json(Job& j) {
   return out;
 }
 
-Result<uint32_t> domain_id(hv::DomainManager& m, const Json& req) {
-  auto it = req.find("domain");
-  if (it == req.end() || !(it->is_string() || it->is_number_unsigned()))
-    return make_error("needs \"domain\": a name or an id");
-  return m.lookup(it->is_string() ? it->get<std::string>() : std::to_string(it->get<uint64_t>()));
-}
-
 Result<double> number(const Json& req, const char* key, double def, double lo, double hi) {
   auto it = req.find(key);
   if (it == req.end()) return def;
@@ -65,7 +56,7 @@ Result<double> number(const Json& req, const char* key, double def, double lo, d
 }
 
 Json start(hv::DomainManager& m, const Json& req) {
-  auto id = domain_id(m, req);
+  auto id = request_domain(m, req);
   if (!id) return error_json("migrate: " + id.error().message);
   migrate::MigrateOptions opt;
   auto host = req.find("host");
@@ -113,7 +104,7 @@ Json start(hv::DomainManager& m, const Json& req) {
 }
 
 Json cancel(hv::DomainManager& m, const Json& req) {
-  auto id = domain_id(m, req);
+  auto id = request_domain(m, req);
   if (!id) return error_json("migrate-cancel: " + id.error().message);
   Registry& reg = registry();
   std::lock_guard lock(reg.mutex);
@@ -145,7 +136,7 @@ std::optional<Json> handle_migrate_request(hv::DomainManager& m, const std::stri
   if (op == "migrate") return start(m, req);
   if (op == "migrate-cancel") return cancel(m, req);
   if (op == "migrate-status") {
-    auto id = domain_id(m, req);
+    auto id = request_domain(m, req);
     std::optional<Json> s;
     if (id) s = migration_json(*id);
     else if (auto it = req.find("domain"); it != req.end() && it->is_number_unsigned())
