@@ -99,8 +99,8 @@ class VtpmSnapshot(unittest.TestCase):
         self.addCleanup(h.close)
         return h
 
-    def vigild(self, *args):
-        d = Vigild(extra_args=["--vtpm-dir", self.root, *args])
+    def vigild(self, *args, root=None):
+        d = Vigild(extra_args=["--vtpm-dir", root or self.root, *args])
         close = d.close
 
         def close_once():
@@ -207,6 +207,15 @@ class VtpmSnapshot(unittest.TestCase):
         r = a.vigil("restore", snap, check=False)
         self.assertEqual(r.returncode, 1)
         self.assertNotEqual(r.stderr, "")
+        # Another vigild with an empty state root: the snapshot alone brings the TPM along.
+        other = os.path.join(self.tmp, "other-root")
+        b = self.vigild(root=other)
+        b.vigil("restore", snap)
+        self.assertEqual(self.round(b, "clear", "o0"), (PCR16_EXTENDED, pcr8, SECRET))
+        # ... and swtpm wrote the loaded state to the new state directory: it outlives the domain.
+        b.vigil("destroy", "clear")
+        b.vigil("create", self.config("clear", f"{T} nvread 0 && echo DONE"))
+        self.assertIn(f"VTEST-TPM nv rc=0x0 {SECRET}", self.wait_console(b, "clear", "DONE"))
 
     def test_two_domains_have_independent_tpms(self):
         d = self.vigild()
