@@ -279,7 +279,7 @@ std::function<std::optional<int>()> add_psr_commands(CLI::App& app, const std::s
   cat_show->add_option("domain", o->domain, "domain name or id (default: all)");
   CLI::App* mba_set = app.add_subcommand("psr-mba-set", "Set a domain's memory bandwidth throttle (MBA, percent)");
   mba_set->add_option("domain", o->domain, "domain name or id")->required();
-  mba_set->add_option("thrtl", o->value, "throttle: 0 to 90 percent, in steps of 10 (rounded down)")->required();
+  mba_set->add_option("thrtl", o->value, "throttle: 0 (none) to 90 percent, in steps of 10")->required();
   CLI::App* mba_show = app.add_subcommand("psr-mba-show", "Show domains' memory bandwidth throttles");
   mba_show->add_option("domain", o->domain, "domain name or id (default: all)");
 

@@ -107,16 +107,21 @@ Result<void> PsrService::set_cbm(uint32_t domid, uint64_t cbm) {
   e.cbm = cbm;
   e.feed->cos.store(*cos, std::memory_order_release);
   if (old != 0) m_model->release_cos(old);
+  // The model drops the domain's lines outside its new mask (cache_model.h, "CAT mask changes").
+  if (const uint32_t rmid = e.feed->rmid.load()) m_model->drop_outside(rmid, cbm);
   return {};
 }
 
 Result<unsigned> PsrService::set_thrtl(uint32_t domid, unsigned thrtl) {
   if (thrtl > 90) {
-    return make_error("throttle {} is out of range: MBA throttles are 0 to 90 percent in steps of 10", thrtl);
+    return make_error("The throttle {} is out of range: MBA throttles are 0 (none) to 90 percent.", thrtl);
+  }
+  if (thrtl % 10 != 0) {
+    return make_error("The throttle {} is not a multiple of 10: MBA throttles go in steps of 10 percent.", thrtl);
   }
   std::lock_guard lock(m_mutex);
   Entry& e = entry(domid);
-  e.thrtl = thrtl / 10 * 10;  // linear mode rounds down (12 -> 10), as Xen does
+  e.thrtl = thrtl;
   return e.thrtl;
 }
 
@@ -181,7 +186,10 @@ MemoryCharge PsrService::take(uint32_t domid) {
   const uint64_t mbm = rmid ? m_model->counters(rmid).mbm_total_bytes : e.taken_mbm;
   const uint64_t bytes = mbm >= e.taken_mbm ? mbm - e.taken_mbm : 0;  // a new RMID starts from zero
   e.taken_mbm = mbm;
-  return {delta, bytes, e.thrtl};
+  const uint64_t acc = rmid ? m_model->counters(rmid).accesses : e.taken_accesses;
+  const uint64_t accesses = acc >= e.taken_accesses ? acc - e.taken_accesses : 0;
+  e.taken_accesses = acc;
+  return {delta, bytes, e.thrtl, accesses};
 }
 
 }  // namespace vigil::hv

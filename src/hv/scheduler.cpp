@@ -1,5 +1,7 @@
 #include "hv/scheduler.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <limits>
 
@@ -181,19 +183,8 @@ double Scheduler::cpu_seconds(uint32_t domid) {
   return it == m_doms.end() ? 0.0 : static_cast<double>(it->second->cpu_ns) / 1e9;
 }
 
-int64_t Scheduler::mba_budget(const Dom& d) const {
-  MemoryMeter* meter = m_meter.load(std::memory_order_acquire);
-  if (d.thrtl == 0 || meter == nullptr) return 0;
-  const double per_period = static_cast<double>(meter->peak_bytes_per_s()) * std::chrono::duration<double>(kPeriod).count();
-  return std::max<int64_t>(1, static_cast<int64_t>(per_period * (100 - std::min(d.thrtl, 100u)) / 100));
-}
-
-// Whether the domain may run in this period: under its cap and its MBA budget.
+// Whether the domain may run in this period: under its cap.
 bool Scheduler::under_cap(const Dom& d) const {
-  if (d.thrtl != 0) {
-    const int64_t budget = mba_budget(d);
-    if (budget != 0 && d.period_bytes >= budget) return false;
-  }
   return d.params.cap == 0 || d.period_used_ns < ns_of(kPeriod) * static_cast<int64_t>(d.params.cap) / 100;
 }
 
@@ -222,10 +213,8 @@ void Scheduler::refill_if_due(Clock::time_point now) {
     // back out of the next period, so the cap holds on average.
     const int64_t budget = d->params.cap ? period * static_cast<int64_t>(d->params.cap) / 100 : 0;
     d->period_used_ns = d->params.cap ? std::max<int64_t>(0, d->period_used_ns - budget) : 0;
-    // MBA: bytes over the budget are paid back from the next period's, as cap overruns are.
-    const int64_t bytes_budget = mba_budget(*d);
-    if (bytes_budget != 0 && d->period_bytes >= bytes_budget) ++d->mba_held_periods;
-    d->period_bytes = bytes_budget ? std::max<int64_t>(0, d->period_bytes - bytes_budget) : 0;
+    if (d->mba_held) ++d->mba_held_periods;
+    d->mba_held = false;
     const int group = static_cast<int>(group_caps.size());
     group_caps.push_back(d->params.cap / 100.0);
     auto active = [](const Vcpu& v) {
@@ -260,10 +249,19 @@ void Scheduler::refill_if_due(Clock::time_point now) {
   for (Vcpu* v : paid) v->credit_ns = std::max<int64_t>(v->credit_ns - shift, -kMaxDebtPeriods * period);
 }
 
+namespace {
+// This thread's CPU time (clock_gettime; the sandbox allows it on workers).
+int64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
+
 Scheduler::Vcpu* Scheduler::pick(unsigned worker, Clock::time_point now, Dom*& dom) {
   Vcpu* best = nullptr;
   for (auto& [id, d] : m_doms) {
-    if (d->paused || d->removing || !under_cap(*d)) continue;
+    if (d->paused || d->removing || !under_cap(*d) || d->mba_until > now) continue;
     for (Vcpu& v : d->vcpus) {
       if (v.state == VcpuState::kBlocked && v.wake_at <= now) v.state = VcpuState::kRunnable;
       if (v.state != VcpuState::kRunnable || v.held) continue;
@@ -301,7 +299,10 @@ void Scheduler::worker_loop(unsigned worker) {
         }
       }
       bool capped = false;
-      for (auto& [id, dom] : m_doms) capped |= !under_cap(*dom);
+      for (auto& [id, dom] : m_doms) {
+        capped |= !under_cap(*dom);
+        if (dom->mba_until > now) until = std::min(until, dom->mba_until);
+      }
       if (!capped && until == m_period_end) until = now + std::chrono::milliseconds(100);
       m_cv.wait_until(lock, until);
       continue;
@@ -319,6 +320,7 @@ void Scheduler::worker_loop(unsigned worker) {
     lock.unlock();
 
     const auto start = Clock::now();
+    const int64_t cpu_start = thread_cpu_ns();
     uint64_t wake_mtime = ~0ull;
     machine::Machine::StepResult r;
     do {
@@ -327,6 +329,7 @@ void Scheduler::worker_loop(unsigned worker) {
              !d->leave.load(std::memory_order_relaxed));
     const auto end = Clock::now();
     const int64_t used = ns_of(end - start);
+    const int64_t cpu_used = thread_cpu_ns() - cpu_start;
     const auto wake_at = r == machine::Machine::StepResult::kIdle && wake_mtime != ~0ull
                              ? target->sched_host_time(wake_mtime)
                              : Clock::time_point::max();
@@ -343,7 +346,22 @@ void Scheduler::worker_loop(unsigned worker) {
     v->credit_ns -= used + miss_ns;
     d->miss_credit_ns += miss_ns;
     d->thrtl = charge.thrtl;
-    d->period_bytes += static_cast<int64_t>(std::min<uint64_t>(charge.bytes, uint64_t{1} << 48));
+    if (charge.thrtl == 0 && used >= 500'000 && r == machine::Machine::StepResult::kRan) {
+      // A slice that ran to its end unthrottled: how much of the host CPU the domain gets.
+      const double share = std::clamp(static_cast<double>(cpu_used) / static_cast<double>(used), 0.05, 1.0);
+      d->host_share += 0.05 * (share - d->host_share);
+    }
+    if (charge.thrtl != 0 && charge.misses != 0) {
+      // MBA's delay (scheduler.h): the slice's memory-stall share f of its CPU time is paced
+      // to (100 - T)% of what the domain got of the host unthrottled.
+      const double stall = static_cast<double>(charge.misses) * kMissStallCycles;
+      const double accesses = static_cast<double>(std::max(charge.accesses, charge.misses));
+      const double f = stall / (accesses * kAccessCycles + stall);
+      const double keep = (100.0 - std::min(charge.thrtl, 90u)) / 100.0;
+      const double wait = f * (static_cast<double>(cpu_used) / (keep * d->host_share) - static_cast<double>(used));
+      if (wait > 0) d->mba_until = std::max(d->mba_until, end) + std::chrono::nanoseconds(static_cast<int64_t>(wait));
+      d->mba_held = true;
+    }
     v->cpu_ns += used;
     v->period_ns += used;
     v->last_ran = end;

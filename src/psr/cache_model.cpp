@@ -27,6 +27,15 @@ struct Line {
 };
 static_assert(sizeof(Line) == 16 && std::is_trivially_copyable_v<Line>);
 
+// One ghost entry: a line that another domain evicted (CacheModel "who evicted whom").
+struct Ghost {
+  uint64_t tag_plus_one;  // 0: empty
+  uint8_t evictor;
+  uint8_t owner;
+  uint8_t pad[6];
+};
+static_assert(sizeof(Ghost) == 16 && std::is_trivially_copyable_v<Ghost>);
+
 // Reads one unsigned number from a sysfs file, accepting a K/M suffix ("8192K").
 std::optional<uint64_t> read_sysfs_number(const std::string& path) {
   std::ifstream in(path);
@@ -53,6 +62,7 @@ struct CacheModel::Region {
   Geometry geometry;
   uint64_t modeled_sets;
   uint64_t lines_offset;
+  uint64_t ghosts_offset;
   uint32_t clock;  // LRU stamps
   uint8_t rmid_used[kMaxRmids];
   uint64_t cos_mask[kMaxCos];
@@ -63,7 +73,9 @@ struct CacheModel::Region {
   uint64_t misses[kMaxRmids];
   uint64_t writebacks[kMaxRmids];
   uint64_t evictions[kMaxRmids][kMaxRmids];
+  uint64_t inflicted[kMaxRmids][kMaxRmids];
 
+  Ghost* ghosts() { return reinterpret_cast<Ghost*>(reinterpret_cast<std::byte*>(this) + ghosts_offset); }
   Line* lines() { return reinterpret_cast<Line*>(reinterpret_cast<std::byte*>(this) + lines_offset); }
   const Line* lines() const {
     return reinterpret_cast<const Line*>(reinterpret_cast<const std::byte*>(this) + lines_offset);
@@ -140,7 +152,7 @@ Result<std::unique_ptr<CacheModel>> CacheModel::create(const Geometry& g, uint32
     return make_error("The sampling ratio {} is not a power of two between 1 and 4096.", sampling);
   const uint64_t sets = std::max<uint64_t>(1, g.sets() / sampling);
   const uint64_t header = (sizeof(Region) + 63) & ~uint64_t{63};
-  const size_t bytes = header + sets * g.ways * sizeof(Line);
+  const size_t bytes = header + sets * g.ways * (sizeof(Line) + sizeof(Ghost));
   // MAP_SHARED: the same pages could be handed to another process (memfd) unchanged.
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return make_error("Cannot map {} bytes for the cache model: {}.", bytes, strerror(errno));
@@ -149,6 +161,7 @@ Result<std::unique_ptr<CacheModel>> CacheModel::create(const Geometry& g, uint32
   r->geometry = g;
   r->modeled_sets = sets;
   r->lines_offset = header;
+  r->ghosts_offset = header + sets * g.ways * sizeof(Line);
   r->cos_mask[0] = g.ways == 64 ? ~0ull : (1ull << g.ways) - 1;
   r->rmid_used[0] = 1;
   return std::unique_ptr<CacheModel>(new CacheModel(r, bytes));
@@ -195,6 +208,12 @@ void CacheModel::access_line(uint32_t rmid, uint64_t mask, uint64_t line, bool w
   }
   ++misses;
   ++r.misses[rmid];
+  const uint64_t n_ghosts = r.modeled_sets * ways;
+  Ghost& seen = r.ghosts()[mix(line ^ 0x5bd1e995ull) % n_ghosts];
+  if (seen.tag_plus_one == line + 1) {
+    if (seen.owner == rmid && seen.evictor != rmid) ++r.inflicted[seen.evictor][rmid];
+    seen.tag_plus_one = 0;
+  }
   // Victim: an invalid way of the mask, else the least recently used way of the mask.
   uint32_t victim = ways;
   uint32_t oldest_age = 0;
@@ -213,6 +232,7 @@ void CacheModel::access_line(uint32_t rmid, uint64_t mask, uint64_t line, bool w
     --r.lines_owned[v.owner];
     ++r.evictions[rmid][v.owner];
     if (v.flags & kDirty) ++r.writebacks[v.owner];
+    if (v.owner != rmid) r.ghosts()[mix(v.tag ^ 0x5bd1e995ull) % n_ghosts] = Ghost{v.tag + 1, uint8_t(rmid), v.owner, {}};
   }
   v.tag = line;
   v.stamp = now;
@@ -228,7 +248,10 @@ Result<uint32_t> CacheModel::alloc_rmid() {
     if (r.rmid_used[i]) continue;
     r.rmid_used[i] = 1;
     r.accesses[i] = r.misses[i] = r.writebacks[i] = 0;
-    for (uint32_t j = 0; j < kMaxRmids; ++j) r.evictions[i][j] = r.evictions[j][i] = 0;
+    for (uint32_t j = 0; j < kMaxRmids; ++j) {
+      r.evictions[i][j] = r.evictions[j][i] = 0;
+      r.inflicted[i][j] = r.inflicted[j][i] = 0;
+    }
     return i;
   }
   return make_error("All {} monitoring IDs are in use; detach monitoring from another domain first.",
@@ -247,6 +270,9 @@ void CacheModel::free_rmid(uint32_t rmid) {
     if ((lines[i].flags & kValid) && lines[i].owner == rmid) lines[i].owner = 0;
   r.lines_owned[0] += r.lines_owned[rmid];
   r.lines_owned[rmid] = 0;
+  Ghost* ghosts = r.ghosts();  // a reallocated RMID must not inherit these
+  for (uint64_t i = 0; i < n; ++i)
+    if (ghosts[i].owner == rmid || ghosts[i].evictor == rmid) ghosts[i].tag_plus_one = 0;
 }
 
 Result<uint32_t> CacheModel::acquire_cos(uint64_t cbm) {
@@ -275,6 +301,26 @@ void CacheModel::release_cos(uint32_t cos) {
   Region& r = *m_region;
   RegionLock lock(r.lock);
   if (r.cos_refs[cos] && --r.cos_refs[cos] == 0) r.cos_mask[cos] = 0;
+}
+
+uint64_t CacheModel::drop_outside(uint32_t rmid, uint64_t cbm) {
+  if (rmid == 0 || rmid >= kMaxRmids) return 0;
+  Region& r = *m_region;
+  RegionLock lock(r.lock);
+  const uint32_t ways = r.geometry.ways;
+  Line* lines = r.lines();
+  uint64_t dropped = 0;
+  for (uint64_t s = 0; s < r.modeled_sets; ++s) {
+    for (uint32_t w = 0; w < ways; ++w) {
+      Line& l = lines[s * ways + w];
+      if (!(l.flags & kValid) || l.owner != rmid || ((cbm >> w) & 1)) continue;
+      if (l.flags & kDirty) ++r.writebacks[rmid];
+      l.flags = 0;
+      --r.lines_owned[rmid];
+      ++dropped;
+    }
+  }
+  return dropped;
 }
 
 uint64_t CacheModel::cos_mask(uint32_t cos) const {
@@ -310,8 +356,12 @@ Snapshot CacheModel::snapshot(uint64_t time_ns) const {
   for (uint32_t i = 0; i < kMaxRmids; ++i) snap.rmid[i] = counters(i);
   const Region& r = *m_region;
   RegionLock lock(m_region->lock);
-  for (uint32_t a = 0; a < kMaxRmids; ++a)
-    for (uint32_t b = 0; b < kMaxRmids; ++b) snap.evictions[a][b] = r.evictions[a][b] * r.sampling;
+  for (uint32_t a = 0; a < kMaxRmids; ++a) {
+    for (uint32_t b = 0; b < kMaxRmids; ++b) {
+      snap.evictions[a][b] = r.evictions[a][b] * r.sampling;
+      snap.inflicted[a][b] = r.inflicted[a][b] * r.sampling;
+    }
+  }
   return snap;
 }
 

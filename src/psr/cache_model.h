@@ -26,6 +26,19 @@
 // exists, COS 0 is the all-ones default, and domains with equal masks share one COS. A fill by
 // a domain goes only into the ways of its COS's mask (way partitioning); hits may be in any way.
 //
+// CAT mask changes: hardware leaves a domain's lines outside its new mask in place until other
+// fills evict them; the model drops them at once instead (dirty ones written back, counted in
+// the owner's MBM), drop_outside(). Otherwise a squeezed thrasher beside small neighbours keeps
+// its old occupancy for as long as nobody else needs those ways, and the mask would show in the
+// occupancy only under pressure.
+//
+// Who evicted whom: besides the eviction matrix, the model keeps a ghost table of cross-domain
+// evictions (the evicted line's tag, its owner and the evictor; one entry per modeled line,
+// direct-mapped by a hash of the tag, so only recent evictions survive). A miss that finds its
+// line there is an *inflicted* miss: the victim missed because that domain evicted its line.
+// The detector uses it for the victim's miss-rate rise; evictions of lines never used again
+// (a neighbour's stale boot data) do not count.
+//
 // MBM (resctrl "mbm_total_bytes"): line bytes * (misses + dirty writebacks) * R, monotonic.
 //
 // Layout: every piece of state is in one SharedRegion of fixed layout with no pointers inside
@@ -83,6 +96,8 @@ struct Snapshot {
   std::array<RmidCounters, kMaxRmids> rmid{};
   // evictions[a][b]: lines of RMID b evicted by fills of RMID a (scaled), monotonic.
   std::array<std::array<uint64_t, kMaxRmids>, kMaxRmids> evictions{};
+  // inflicted[a][b]: misses of RMID b on lines that RMID a had evicted (scaled), monotonic.
+  std::array<std::array<uint64_t, kMaxRmids>, kMaxRmids> inflicted{};
 };
 
 // Rates between two snapshots of the same model (later - earlier); zero if no time passed.
@@ -133,6 +148,9 @@ class CacheModel {
   // releases the COS it held before. COS 0 (all ones) is never allocated or released.
   Result<uint32_t> acquire_cos(uint64_t cbm);
   void release_cos(uint32_t cos);
+  // The lines of `rmid` in ways outside `cbm` are dropped (dirty ones written back and counted
+  // as the RMID's writebacks): a domain's mask was narrowed. Returns the lines dropped (unscaled).
+  uint64_t drop_outside(uint32_t rmid, uint64_t cbm);
   uint64_t cos_mask(uint32_t cos) const;
   uint32_t cos_in_use() const;  // including COS 0
 

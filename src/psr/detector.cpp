@@ -56,7 +56,8 @@ Verdict detect(const Snapshot& a, const Snapshot& b, const std::vector<uint32_t>
       const uint64_t by_s = evicted(s.rmid, o.rmid);
       const double share = lost ? double(by_s) / double(lost) : 0;
       const uint64_t misses = delta(b.rmid[o.rmid].misses, a.rmid[o.rmid].misses);
-      const uint64_t caused = std::min(misses, by_s);
+      // Misses of the victim on lines the suspect had evicted (the model's ghost table).
+      const uint64_t caused = std::min(misses, delta(b.inflicted[s.rmid][o.rmid], a.inflicted[s.rmid][o.rmid]));
       const double without = double(std::max<uint64_t>(misses - caused, 1));
       const double rise = misses ? double(misses) / without : 0;
       if (share >= kMinEvictionShare && rise >= kMinMissRise) victims.push_back({o.rmid, o.miss_rate, rise, share});

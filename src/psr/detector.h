@@ -8,9 +8,11 @@
 //    victim's side: of the victim's lines that other domains evicted in the window, the share
 //    the suspect evicted (with several neighbours: which one is doing the damage).
 //  - Victims' miss-rate rise: for each other domain V, its miss rate in the window against an
-//    estimate of its miss rate had the suspect S not evicted its lines: every line S evicted
-//    from V is counted as one of V's misses S caused (an upper bound: V may never have reused
-//    it), so rise = misses(V) / max(misses(V) - evicted(S -> V), 1). This stands in for the
+//    estimate of its miss rate had the suspect S not evicted its lines: V's misses on lines
+//    that S had evicted (the model's inflicted misses, from its ghost table of cross-domain
+//    evictions) are the misses S caused, so rise = misses(V) / max(misses(V) - inflicted(S -> V), 1).
+//    (Counting every line S evicted as a caused miss, as a first version did, flagged one of
+//    two quiet guests that merely evicted the other's stale boot data.) This stands in for the
 //    "solo baseline" that CPI² (Zhang et al., EuroSys 2013) and OpenStack Watcher's
 //    noisy_neighbor strategy measure over time, without having to run V alone.
 // A domain is named noisy when all three hold (thresholds after the research notes,

@@ -194,7 +194,7 @@ std::optional<Json> handle_psr_request(hv::DomainManager& m, const std::string& 
     if (!id) return error_json(id.error().message);
     auto thrtl = number_field(req, "thrtl");
     if (!thrtl) return error_json(thrtl.error().message);
-    if (*thrtl > 1000) return error_json(fmt::format("throttle {} is out of range: 0 to 90 percent", *thrtl));
+    if (*thrtl > 1000) return error_json(fmt::format("The throttle {} is out of range: MBA throttles are 0 (none) to 90 percent.", *thrtl));
     auto applied = psr->set_thrtl(*id, static_cast<unsigned>(*thrtl));
     if (!applied) return error_json(applied.error().message);
     return Json{{"ok", true}, {"id", *id}, {"thrtl", *applied}};

@@ -98,10 +98,17 @@ TEST_F(PsrServiceTest, MasksAndThrottlesAreValidated) {
   EXPECT_NE(bad.error().message.find("contiguous"), std::string::npos) << bad.error().message;
   EXPECT_FALSE(svc->set_cbm(1, 0));
   EXPECT_EQ(svc->status(1)->cbm, 0xfu);
-  auto t = svc->set_thrtl(1, 57);
+  auto t = svc->set_thrtl(1, 50);
   ASSERT_TRUE(t);
   EXPECT_EQ(*t, 50u);
-  EXPECT_FALSE(svc->set_thrtl(1, 95));
+  auto odd = svc->set_thrtl(1, 57);
+  ASSERT_FALSE(odd);
+  EXPECT_NE(odd.error().message.find("not a multiple of 10"), std::string::npos) << odd.error().message;
+  auto high = svc->set_thrtl(1, 95);
+  ASSERT_FALSE(high);
+  EXPECT_NE(high.error().message.find("out of range"), std::string::npos) << high.error().message;
+  EXPECT_EQ(svc->status(1)->thrtl, 50u);
+  EXPECT_TRUE(svc->set_thrtl(1, 0));  // 0: no throttle
 }
 
 TEST_F(PsrServiceTest, FeedsFromSeveralThreadsLoseNoAccess) {

@@ -1,6 +1,6 @@
 // The cache model's effects through the credit scheduler (hv/scheduler.h MemoryMeter): CAT's
 // (modeled misses cost credit, so a domain that misses more gets less of a contended worker)
-// and MBA's (a throttled domain is held off once its modeled bytes reach its period budget).
+// and MBA's (a throttled domain waits after each slice in proportion to its memory-stall share).
 // Fake targets and a fake meter, as in scheduler_test.cpp: shares are of worker time.
 #include <gtest/gtest.h>
 
@@ -21,7 +21,10 @@ using Step = machine::Machine::StepResult;
 class BusyTarget : public SchedTarget {
  public:
   Step sched_step(unsigned, uint64_t, uint64_t&) override {
-    std::this_thread::sleep_for(50us);
+    // Busy for 50 us of host CPU (MBA paces CPU time: a sleeping target would use none).
+    const auto until = std::chrono::steady_clock::now() + 50us;
+    while (std::chrono::steady_clock::now() < until) {
+    }
     return Step::kRan;
   }
   std::chrono::steady_clock::time_point sched_host_time(uint64_t) override {
@@ -88,42 +91,55 @@ TEST(SchedulerPsr, MissesCostNothingWhenTheWorkerIsNotContended) {
   s.set_memory_meter(nullptr);
 }
 
-TEST(SchedulerPsr, MbaThrottleHoldsTheDomainToItsBandwidthBudget) {
+TEST(SchedulerPsr, MbaThrottleKeepsThatShareOfAMemoryBoundDomain) {
   FakeMeter meter;
   Scheduler s(1);
   s.set_memory_meter(&meter);
   BusyTarget a;
-  // 1 MB per slice: at full speed (15 slices a period) 15 MB per period, five times the peak.
-  meter.per_slice[1] = {0, 1'000'000, 0};
+  // Every access a miss: all memory stall (f = 200 / 203).
+  meter.per_slice[1] = {1000, 64'000, 0, 1000};
   s.add_domain(1, &a, 1, {}, {});
   const double free = share_over(s, {1}, 600ms)[0];
   EXPECT_GT(free, 0.8) << "unthrottled, the domain has the worker";
   EXPECT_EQ(s.memory_effect(1).mba_held_periods, 0u);
-
-  // Throttle 50: 1.5 MB per period, so about two slices of fifteen.
   {
     std::lock_guard lock(meter.m_mutex);
-    meter.per_slice[1] = {0, 1'000'000, 50};
+    meter.per_slice[1] = {1000, 64'000, 50, 1000};
   }
+  // MBA paces host CPU time; this measures wall time in slices, which is the same only on an
+  // idle host (a sleeping worker gets more of a loaded host while it runs), so the bounds are
+  // wide here; tests/e2e/test_psr.py measures the modeled bandwidth itself.
   const double half = share_over(s, {1}, 900ms)[0];
-  EXPECT_LT(half, 0.35) << "throttled to 50% of peak bandwidth";
-  EXPECT_GT(half, 0.03);
+  EXPECT_GT(half / free, 0.05) << free << " -> " << half;
+  EXPECT_LT(half / free, 0.65) << free << " -> " << half;
   EXPECT_GT(s.memory_effect(1).mba_held_periods, 10u);
-
-  // Throttle 90: 0.3 MB per period, so one slice (the overrun is paid back) every few periods.
   {
     std::lock_guard lock(meter.m_mutex);
-    meter.per_slice[1] = {0, 1'000'000, 90};
+    meter.per_slice[1] = {1000, 64'000, 90, 1000};
   }
   const double tenth = share_over(s, {1}, 900ms)[0];
-  EXPECT_LT(tenth, half) << "a harder throttle gives less";
+  EXPECT_LT(tenth, half) << free << " -> " << half << " -> " << tenth;
+  s.remove_domain(1);
+  s.set_memory_meter(nullptr);
+}
+
+TEST(SchedulerPsr, MbaHardlyDelaysADomainThatHitsInTheCache) {
+  FakeMeter meter;
+  Scheduler s(1);
+  s.set_memory_meter(&meter);
+  BusyTarget a;
+  // A domain whose accesses all hit has no memory stall: a 90% throttle does not delay it.
+  meter.per_slice[1] = {0, 0, 90, 1000};
+  s.add_domain(1, &a, 1, {}, {});
+  EXPECT_GT(share_over(s, {1}, 600ms)[0], 0.8);
+  EXPECT_EQ(s.memory_effect(1).mba_held_periods, 0u);
   s.remove_domain(1);
   s.set_memory_meter(nullptr);
 }
 
 TEST(SchedulerPsr, ThrottledDomainLeavesTheWorkerToOthers) {
   FakeMeter meter;
-  meter.per_slice[1] = {0, 1'000'000, 90};
+  meter.per_slice[1] = {1000, 64'000, 90, 1000};
   Scheduler s(1);
   s.set_memory_meter(&meter);
   BusyTarget a, b;

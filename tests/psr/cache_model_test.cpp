@@ -146,6 +146,41 @@ TEST(Counters, ArithmeticOnOneSet) {
   EXPECT_EQ(m->counters(0).occupancy_bytes + m->counters(b).occupancy_bytes, 256u);
 }
 
+TEST(Counters, InflictedMissesAreReusesOfLinesAnotherDomainEvicted) {
+  // a touches 1000 lines; b streams over twice the cache, evicting them all; a comes back to
+  // them (inflicted misses) and to 1000 lines nobody evicted (cold misses, not inflicted).
+  auto m = make(Geometry{}, 1);
+  const uint32_t a = *m->alloc_rmid(), b = *m->alloc_rmid();
+  for (uint64_t i = 0; i < 1000; ++i) m->access(a, 0, i * 64, 8, false);
+  const uint64_t lines = m->capacity_bytes() / 64;
+  for (uint64_t i = 0; i < 2 * lines; ++i) m->access(b, 0, (1ull << 40) + i * 64, 8, false);
+  auto s0 = m->snapshot(0);
+  EXPECT_EQ(s0.evictions[b][a], 1000u);
+  EXPECT_EQ(s0.inflicted[b][a], 0u);  // evicted, not yet missed
+  for (uint64_t i = 0; i < 1000; ++i) m->access(a, 0, i * 64, 8, false);
+  for (uint64_t i = 0; i < 1000; ++i) m->access(a, 0, (1ull << 36) + i * 64, 8, false);
+  auto s1 = m->snapshot(0);
+  // The ghost table is direct-mapped: a few of the 1000 entries may have collided.
+  EXPECT_GE(s1.inflicted[b][a], 950u);
+  EXPECT_LE(s1.inflicted[b][a], 1000u);
+  EXPECT_EQ(s1.rmid[a].misses, 3000u);
+  EXPECT_EQ(s1.inflicted[a][b], 0u);  // b never came back to the lines a evicted
+}
+
+TEST(Cat, NarrowedMaskDropsTheDomainsLinesOutsideIt) {
+  auto m = make(Geometry{}, 1);
+  const uint32_t a = *m->alloc_rmid();
+  for (uint64_t i = 0; i < 200'000; ++i) m->access(a, 0, i * 64, 8, /*write=*/(i & 1) != 0);
+  const auto before = m->counters(a);
+  EXPECT_GT(before.occupancy_bytes, m->capacity_bytes() * 9 / 10);
+  const uint64_t dropped = m->drop_outside(a, 0xf);
+  const auto after = m->counters(a);
+  EXPECT_LE(after.occupancy_bytes, m->capacity_bytes() / 4);
+  EXPECT_EQ(after.occupancy_bytes + dropped * 64, before.occupancy_bytes);
+  EXPECT_GT(after.writebacks, before.writebacks);  // dirty lines written back
+  EXPECT_EQ(after.mbm_total_bytes - before.mbm_total_bytes, (after.writebacks - before.writebacks) * 64);
+}
+
 TEST(Cat, FillsStayInTheMask) {
   auto m = make(Geometry{}, 1);
   const uint32_t a = *m->alloc_rmid(), b = *m->alloc_rmid();
