@@ -30,32 +30,23 @@ _spec.loader.exec_module(sb)
 
 ROOT = sb.ROOT
 
+# bench/metrics.py: the same measurement for another endpoint.
+_mspec = importlib.util.spec_from_file_location(
+    "vigil_bench_metrics", os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics.py"))
+mb = importlib.util.module_from_spec(_mspec)
+_mspec.loader.exec_module(mb)
+
 
 def log(msg):
     print(f"dashboard: {msg}", file=sys.stderr, flush=True)
 
 
-def dashboard_port(v, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = re.search(r"dashboard on http://[^:]+:(\d+)/", v.log_text())
-        if m:
-            return int(m.group(1))
-        time.sleep(0.05)
-    raise sb.MeasureError(f"vigild did not say where it serves the dashboard: {v.log_text()}")
+def dashboard_port(v):
+    return mb.served_port(v, r"dashboard on http://[^:]+:(\d+)/", "the dashboard")
 
 
 def poll(port):
-    t0 = time.perf_counter()
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", "/api/dashboard")
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    dt = time.perf_counter() - t0
-    if r.status != 200:
-        raise sb.MeasureError(f"GET /api/dashboard answered {r.status}")
-    return dt, body
+    return mb.http_get(port, "/api/dashboard")
 
 
 def main():
@@ -86,24 +77,7 @@ def main():
         doc = json.loads(body)
         if len(doc["domains"]) != args.domains:
             raise sb.MeasureError(f"/api/dashboard lists {len(doc['domains'])} domains, not {args.domains}")
-        per_req, lat = [], []
-        for rnd in range(args.rounds):
-            c0 = v.proc_cpu_seconds()
-            time.sleep(args.window)
-            quiet = v.proc_cpu_seconds() - c0
-            c0 = v.proc_cpu_seconds()
-            end = time.monotonic() + args.window
-            n = 0
-            while time.monotonic() < end:
-                dt, _ = poll(port)
-                lat.append(dt)
-                n += 1
-                time.sleep(args.interval)
-            busy = v.proc_cpu_seconds() - c0
-            per_req.append((busy - quiet) / n * 1000)
-            log(f"round {rnd + 1}: {n} requests, vigild CPU {busy:.3f} s vs {quiet:.3f} s quiet "
-                f"-> {per_req[-1]:.3f} ms per request")
-        lat.sort()
+        per_req, lat = mb.cost_per_request(v, lambda: poll(port), args.rounds, args.window, args.interval, log)
         res = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,

@@ -44,27 +44,60 @@ def log(msg):
     print(f"metrics: {msg}", file=sys.stderr, flush=True)
 
 
-def metrics_port(v, timeout=10):
+def served_port(v, pattern, what, timeout=10):
+    """The port in the first line of vigild's log matching `pattern` (one group)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        m = re.search(r"metrics on http://[^:]+:(\d+)/metrics", v.log_text())
+        m = re.search(pattern, v.log_text())
         if m:
             return int(m.group(1))
         time.sleep(0.05)
-    raise sb.MeasureError(f"vigild did not say where it serves metrics: {v.log_text()}")
+    raise sb.MeasureError(f"vigild did not say where it serves {what}: {v.log_text()}")
 
 
-def scrape(port):
+def metrics_port(v):
+    return served_port(v, r"metrics on http://[^:]+:(\d+)/metrics", "metrics")
+
+
+def http_get(port, path):
+    """(wall seconds, body) of one GET over a fresh connection, as a scraper or a page does."""
     t0 = time.perf_counter()
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", "/metrics")
+    c.request("GET", path)
     r = c.getresponse()
     body = r.read()
     c.close()
     dt = time.perf_counter() - t0
     if r.status != 200:
-        raise sb.MeasureError(f"GET /metrics answered {r.status}")
+        raise sb.MeasureError(f"GET {path} answered {r.status}")
     return dt, body
+
+
+def scrape(port):
+    return http_get(port, "/metrics")
+
+
+def cost_per_request(v, request, rounds, window, interval, logf, noun="request"):
+    """Interleaved quiet and busy windows: ([vigild CPU ms per request, per round], [latencies])."""
+    per, lat = [], []
+    for rnd in range(rounds):
+        c0 = v.proc_cpu_seconds()
+        time.sleep(window)
+        quiet = v.proc_cpu_seconds() - c0
+        c0 = v.proc_cpu_seconds()
+        end = time.monotonic() + window
+        n = 0
+        while time.monotonic() < end:
+            dt, _ = request()
+            lat.append(dt)
+            n += 1
+            time.sleep(interval)
+        busy = v.proc_cpu_seconds() - c0
+        per.append((busy - quiet) / n * 1000)
+        logf(f"round {rnd + 1}: {n} {noun}s, vigild CPU {busy:.3f} s vs {quiet:.3f} s quiet "
+             f"-> {per[-1]:.3f} ms per {noun}")
+    lat.sort()
+    return per, lat
 
 
 def main():
@@ -93,24 +126,8 @@ def main():
         time.sleep(5)  # the guests' `sleep` starting up
         _, body = scrape(port)
         series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
-        per_scrape, lat = [], []
-        for rnd in range(args.rounds):
-            c0 = v.proc_cpu_seconds()
-            time.sleep(args.window)
-            quiet = v.proc_cpu_seconds() - c0
-            c0 = v.proc_cpu_seconds()
-            end = time.monotonic() + args.window
-            n = 0
-            while time.monotonic() < end:
-                dt, _ = scrape(port)
-                lat.append(dt)
-                n += 1
-                time.sleep(args.interval)
-            busy = v.proc_cpu_seconds() - c0
-            per_scrape.append((busy - quiet) / n * 1000)
-            log(f"round {rnd + 1}: {n} scrapes, vigild CPU {busy:.3f} s vs {quiet:.3f} s quiet "
-                f"-> {per_scrape[-1]:.3f} ms per scrape")
-        lat.sort()
+        per_scrape, lat = cost_per_request(v, lambda: scrape(port), args.rounds, args.window, args.interval, log,
+                                           "scrape")
         res = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,

@@ -227,15 +227,7 @@ Result<void> DashboardServer::start(const ListenAddress& where, std::string toke
     return make_error("the dashboard on non-loopback address {} needs a token (--dashboard-token-file)", where.host);
   }
   m_token = std::move(token);
-  m_server = std::make_unique<httplib::Server>();
-  m_server->set_read_timeout(5, 0);
-  m_server->set_write_timeout(5, 0);
-  m_server->set_payload_max_length(4096);
-  // As the metrics server: no SO_REUSEPORT, so a second vigild cannot share the port.
-  m_server->set_socket_options([](int sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
+  m_server = make_http_server();
   m_server->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     switch (dashboard_access(req, m_token)) {
       case DashboardAccess::kAllowed:
@@ -278,31 +270,15 @@ Result<void> DashboardServer::start(const ListenAddress& where, std::string toke
     res.set_content(dashboard_json(m_manager).dump(-1, ' ', false, Json::error_handler_t::replace),
                     "application/json");
   });
-  if (where.port == 0) {
-    m_port = m_server->bind_to_any_port(where.host);
-  } else {
-    m_port = m_server->bind_to_port(where.host, where.port) ? where.port : -1;
-  }
-  if (m_port <= 0) {
+  auto port = serve_http(*m_server, where, "the dashboard", m_thread, m_listener_done);
+  if (!port) {
     m_server.reset();
-    return make_error("cannot listen for the dashboard on {}:{}: {}", where.host, where.port, std::strerror(errno));
+    return std::unexpected(port.error());
   }
-  m_listener_done = false;
-  m_thread = std::thread([this] {
-    sandbox::restrict_thread_or_abort(sandbox::ThreadClass::kApi);
-    m_server->listen_after_bind();
-    m_listener_done = true;
-  });
-  // As MetricsServer::start: stop() only works once the listener runs.
-  while (!m_server->is_running() && !m_listener_done) std::this_thread::yield();
+  m_port = *port;
   return {};
 }
 
-void DashboardServer::stop() {
-  if (!m_server) return;
-  m_server->stop();
-  if (m_thread.joinable()) m_thread.join();
-  m_server.reset();
-}
+void DashboardServer::stop() { stop_http(m_server, m_thread); }
 
 }  // namespace vigil::toolstack

@@ -173,49 +173,61 @@ MetricsServer::MetricsServer(hv::DomainManager& manager) : m_manager(manager) {}
 
 MetricsServer::~MetricsServer() { stop(); }
 
-Result<void> MetricsServer::start(const ListenAddress& where) {
-  m_server = std::make_unique<httplib::Server>();
-  m_server->set_read_timeout(5, 0);
-  m_server->set_write_timeout(5, 0);
-  m_server->set_payload_max_length(4096);
+std::unique_ptr<httplib::Server> make_http_server() {
+  auto server = std::make_unique<httplib::Server>();
+  server->set_read_timeout(5, 0);
+  server->set_write_timeout(5, 0);
+  server->set_payload_max_length(4096);
   // httplib's default sets SO_REUSEPORT, which lets a second vigild bind the same port and
-  // steal half the scrapes; SO_REUSEADDR alone still allows a quick restart.
-  m_server->set_socket_options([](int sock) {
+  // steal half the requests; SO_REUSEADDR alone still allows a quick restart.
+  server->set_socket_options([](int sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
+  return server;
+}
+
+Result<int> serve_http(httplib::Server& server, const ListenAddress& where, const char* what, std::thread& thread,
+                       std::atomic<bool>& listener_done) {
+  const int port = where.port == 0 ? server.bind_to_any_port(where.host)
+                                   : (server.bind_to_port(where.host, where.port) ? where.port : -1);
+  if (port <= 0) return make_error("cannot listen for {} on {}:{}: {}", what, where.host, where.port, std::strerror(errno));
+  listener_done = false;
+  thread = std::thread([&server, &listener_done] {
+    sandbox::restrict_thread_or_abort(sandbox::ThreadClass::kApi);
+    server.listen_after_bind();
+    listener_done = true;
+  });
+  // httplib's stop() does nothing until the listener thread has marked itself running, so a
+  // stop() right after start() would leave the thread listening forever: wait for it here.
+  while (!server.is_running() && !listener_done) std::this_thread::yield();
+  return port;
+}
+
+void stop_http(std::unique_ptr<httplib::Server>& server, std::thread& thread) {
+  if (!server) return;
+  server->stop();
+  if (thread.joinable()) thread.join();
+  server.reset();
+}
+
+Result<void> MetricsServer::start(const ListenAddress& where) {
+  m_server = make_http_server();
   m_server->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(render_metrics(m_manager), "text/plain; version=0.0.4; charset=utf-8");
   });
   m_server->Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("vigild: metrics are at /metrics\n", "text/plain");
   });
-  if (where.port == 0) {
-    m_port = m_server->bind_to_any_port(where.host);
-  } else {
-    m_port = m_server->bind_to_port(where.host, where.port) ? where.port : -1;
-  }
-  if (m_port <= 0) {
+  auto port = serve_http(*m_server, where, "metrics", m_thread, m_listener_done);
+  if (!port) {
     m_server.reset();
-    return make_error("cannot listen for metrics on {}:{}: {}", where.host, where.port, std::strerror(errno));
+    return std::unexpected(port.error());
   }
-  m_listener_done = false;
-  m_thread = std::thread([this] {
-    sandbox::restrict_thread_or_abort(sandbox::ThreadClass::kApi);
-    m_server->listen_after_bind();
-    m_listener_done = true;
-  });
-  // httplib's stop() does nothing until the listener thread has marked itself running, so a
-  // stop() right after start() would leave the thread listening forever: wait for it here.
-  while (!m_server->is_running() && !m_listener_done) std::this_thread::yield();
+  m_port = *port;
   return {};
 }
 
-void MetricsServer::stop() {
-  if (!m_server) return;
-  m_server->stop();
-  if (m_thread.joinable()) m_thread.join();
-  m_server.reset();
-}
+void MetricsServer::stop() { stop_http(m_server, m_thread); }
 
 }  // namespace vigil::toolstack

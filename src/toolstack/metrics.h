@@ -32,6 +32,16 @@ struct ListenAddress {
 };
 Result<ListenAddress> parse_listen_address(const std::string& text);
 
+// The HTTP plumbing the metrics and dashboard servers share (cpp-httplib):
+// a new server with short timeouts, small requests and no SO_REUSEPORT;
+std::unique_ptr<httplib::Server> make_http_server();
+// binds it to `where` now (a taken port is an error naming `what` and the address) and serves
+// on `thread`, sandboxed as an API thread, returning the port;
+Result<int> serve_http(httplib::Server& server, const ListenAddress& where, const char* what, std::thread& thread,
+                       std::atomic<bool>& listener_done);
+// stops and joins what serve_http started.
+void stop_http(std::unique_ptr<httplib::Server>& server, std::thread& thread);
+
 class MetricsServer {
  public:
   explicit MetricsServer(hv::DomainManager& manager);
