@@ -50,29 +50,11 @@ def poll(port):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--vigild", default=os.path.join(ROOT, "build", "apps", "vigild"))
-    p.add_argument("--vigil", default=os.path.join(ROOT, "build", "apps", "vigil"))
-    p.add_argument("--guest", help="guest directory (default: last line of scripts/build-guest.sh)")
-    p.add_argument("--domains", type=int, default=16)
-    p.add_argument("--memory", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--window", type=float, default=5.0)
-    p.add_argument("--interval", type=float, default=0.01)
-    p.add_argument("--boot-timeout", type=float, default=300)
-    p.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "dashboard.json"))
-    args = p.parse_args()
-    if not args.guest:
-        args.guest = subprocess.run([os.path.join(ROOT, "scripts", "build-guest.sh")], capture_output=True,
-                                    text=True, check=True).stdout.strip().splitlines()[-1]
+    args = mb.endpoint_args(__doc__, "dashboard")
     v = sb.Vigild(args, extra=["--dashboard", "127.0.0.1:0"])
     try:
         port = dashboard_port(v)
-        names = [f"idle{i:02d}" for i in range(args.domains)]
-        for n in names:
-            v.create(n, args.memory, sb.IDLE_CMD)
-        sb.wait_booted(v, names, args.boot_timeout)
-        time.sleep(5)  # the guests' `sleep` starting up
+        mb.boot_idle(v, args)
         _, body = poll(port)
         doc = json.loads(body)
         if len(doc["domains"]) != args.domains:

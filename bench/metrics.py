@@ -100,8 +100,9 @@ def cost_per_request(v, request, rounds, window, interval, logf, noun="request")
     return per, lat
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def endpoint_args(doc, name):
+    """The options of an endpoint-cost bench (this one, bench/dashboard.py), parsed."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vigild", default=os.path.join(ROOT, "build", "apps", "vigild"))
     p.add_argument("--vigil", default=os.path.join(ROOT, "build", "apps", "vigil"))
     p.add_argument("--guest", help="guest directory (default: last line of scripts/build-guest.sh)")
@@ -111,19 +112,29 @@ def main():
     p.add_argument("--window", type=float, default=5.0)
     p.add_argument("--interval", type=float, default=0.01)
     p.add_argument("--boot-timeout", type=float, default=300)
-    p.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "metrics.json"))
+    p.add_argument("--json", default=os.path.join(ROOT, "bench", "results", f"{name}.json"))
     args = p.parse_args()
     if not args.guest:
         args.guest = subprocess.run([os.path.join(ROOT, "scripts", "build-guest.sh")], capture_output=True,
                                     text=True, check=True).stdout.strip().splitlines()[-1]
+    return args
+
+
+def boot_idle(v, args):
+    """Boots --domains idle domains of --memory MiB and lets their `sleep` start."""
+    names = [f"idle{i:02d}" for i in range(args.domains)]
+    for n in names:
+        v.create(n, args.memory, sb.IDLE_CMD)
+    sb.wait_booted(v, names, args.boot_timeout)
+    time.sleep(5)  # the guests' `sleep` starting up
+
+
+def main():
+    args = endpoint_args(__doc__, "metrics")
     v = sb.Vigild(args, extra=["--metrics", "127.0.0.1:0"])
     try:
         port = metrics_port(v)
-        names = [f"idle{i:02d}" for i in range(args.domains)]
-        for n in names:
-            v.create(n, args.memory, sb.IDLE_CMD)
-        sb.wait_booted(v, names, args.boot_timeout)
-        time.sleep(5)  # the guests' `sleep` starting up
+        boot_idle(v, args)
         _, body = scrape(port)
         series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
         per_scrape, lat = cost_per_request(v, lambda: scrape(port), args.rounds, args.window, args.interval, log,
