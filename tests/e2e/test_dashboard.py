@@ -101,8 +101,7 @@ class Dashboard(unittest.TestCase):
                 "i=0; while [ $i -lt 5000 ]; do i=$((i+1)); : </dev/null; done; done")
         self.d.vigil("create", write_domain_config(self.cfgdir.name, "busy", loop, quote_cmd=True, memory=256,
                                                    extra_lines="psr_cmt = 1\n"))
-        # Waits read the dashboard's own JSON (Vigild.console() reads until output pauses, and
-        # this guest never pauses).
+        # Waits read the dashboard's own JSON: what the page shows is the subject here.
         self.assertTrue(wait_for(lambda: HOSTILE in self._domain("busy").get("console_tail", ""), 180),
                         self._domain("busy"))
         # vm_event traffic: a syscall trace of the domain while the page runs.

@@ -36,8 +36,10 @@ class Vigild:
             raise AssertionError(f"vigil {' '.join(args)} failed: {r.stderr}")
         return r
 
-    def request(self, req):
+    def request(self, req, timeout=120):
+        """One JSON request; a vigild that stops answering fails the test instead of hanging it."""
         with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(timeout)
             s.connect(self.sock)
             s.sendall((json.dumps(req) + "\n").encode())
             buf = b""
@@ -54,8 +56,12 @@ class Vigild:
             s.connect(self.sock)
             s.sendall((json.dumps({"op": "console", "domain": domain}) + "\n").encode())
             s.settimeout(0.3)
+            # Reads until output pauses for 0.3 s after `seconds`, but never past a hard
+            # deadline: a guest printing more often than every 0.3 s never pauses, and the
+            # history (sent before any live output) has long arrived by then.
             data, end = b"", time.monotonic() + seconds
-            while True:
+            hard_end = end + 1.0
+            while time.monotonic() < hard_end:
                 try:
                     chunk = s.recv(65536)
                 except socket.timeout:

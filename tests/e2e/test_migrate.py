@@ -46,23 +46,8 @@ def last_pass(text):
 
 
 def console(vigild, domain, seconds=0.5):
-    """The domain's console history and what arrives within `seconds` (vigild.console reads
-    until the output pauses, which a guest printing every 0.1 s never does)."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(vigild.sock)
-        s.sendall((json.dumps({"op": "console", "domain": domain}) + "\n").encode())
-        s.settimeout(0.1)
-        data, end = b"", time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                chunk = s.recv(1 << 16)
-            except socket.timeout:
-                continue
-            if not chunk:
-                break
-            data += chunk
-    text = data.decode("utf-8", "replace")
-    return text.split("\n", 1)[1] if "\n" in text else ""
+    """The domain's console history and what arrives within `seconds`."""
+    return vigild.console(domain, seconds)
 
 
 def send_console(vigild, domain, data):

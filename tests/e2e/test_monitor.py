@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,32 +33,9 @@ def symbol(name):
     raise KeyError(name)
 
 
-class ChattyVigild(Vigild):
-    def console(self, domain, seconds=0.0):
-        """Console history plus what arrives within `seconds`, and never longer than 1 s more
-        (these guests print without pause, which the base helper would wait out forever)."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(self.sock)
-            s.sendall((json.dumps({"op": "console", "domain": domain}) + "\n").encode())
-            s.settimeout(0.2)
-            data, end = b"", time.monotonic() + seconds + 1.0
-            while time.monotonic() < end:
-                try:
-                    chunk = s.recv(65536)
-                except socket.timeout:
-                    if time.monotonic() >= end - 1.0:
-                        break
-                    continue
-                if not chunk:
-                    break
-                data += chunk
-        text = data.decode("utf-8", "replace")
-        return text.split("\n", 1)[1] if "\n" in text else ""
-
-
 class Monitor(unittest.TestCase):
     def setUp(self):
-        self.d = ChattyVigild()
+        self.d = Vigild()
         self.cfgdir = tempfile.TemporaryDirectory()
         self.clients = []
 

@@ -8,8 +8,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_domains import wait_for  # noqa: E402
-from test_monitor import EBADF, SYS_WRITE, ChattyVigild, write_config  # noqa: E402
+from test_domains import Vigild, wait_for  # noqa: E402
+from test_monitor import EBADF, SYS_WRITE, write_config  # noqa: E402
 
 # The module from the build tree (CMake passes its directory), as test_introspect.py finds it.
 sys.path.insert(0, os.environ.get("VIGIL_PYTHONPATH", os.path.join(os.path.dirname(os.path.dirname(
@@ -22,7 +22,7 @@ UNDENIED = "ret=-1"  # what vtest-monitor prints for EBADF (syscall() returns -1
 
 class PythonMonitor(unittest.TestCase):
     def setUp(self):
-        self.d = ChattyVigild()
+        self.d = Vigild()
         self.cfgdir = tempfile.TemporaryDirectory()
 
     def tearDown(self):
