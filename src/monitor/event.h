@@ -96,9 +96,10 @@ struct Response {
   std::vector<RegWrite> regs;
   std::optional<uint64_t> pc;
   std::optional<bool> single_step;  // for the vCPU that raised the event
-  // Breakpoint and single-step events: the vCPU leaves its slice at once, a breakpointed
-  // instruction not yet executed (it runs, or hits again, when the vCPU next runs). How a
-  // debugger stops one vCPU while it pauses the others (toolstack/api_gdb.h).
+  // Breakpoint, single-step and memory-access events: the vCPU leaves its slice at once, a
+  // breakpointed instruction (or the access's instruction) not yet executed: it runs, or hits
+  // again, when the vCPU next runs. How a debugger stops one vCPU while it pauses the others
+  // (toolstack/api_gdb.h); a held access overrides any deny/emulate answer.
   bool hold = false;
   std::vector<RightsChange> rights;
 };

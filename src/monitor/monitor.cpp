@@ -63,6 +63,12 @@ void Monitor::unsubscribe(EventType type) {
   m_hub->rebuild_locked();
 }
 
+void Monitor::unsubscribe(EventType type, uint64_t lo) {
+  std::lock_guard lock(m_hub->m_mutex);
+  std::erase_if(m_subs, [&](const Subscription& s) { return s.type == type && s.filter.lo == lo; });
+  m_hub->rebuild_locked();
+}
+
 bool Monitor::set_rights(uint64_t gpa, uint64_t length, uint8_t rights) {
   riscv::GuestMemory& mem = m_hub->m_mem;
   if (length == 0 || !mem.contains(gpa, length)) return false;
@@ -433,6 +439,7 @@ riscv::P2mVerdict Hub::on_p2m_violation(Hart& hart, uint64_t gpa, uint64_t gva, 
   const Combined c = dispatch(hart, ev, gpa, static_cast<uint64_t>(type), false);
   // Rights nobody watches behave as on Xen without a listener: the access faults.
   if (!c.any) return riscv::P2mVerdict::kFault;
+  if (c.hold) return riscv::P2mVerdict::kHold;
   switch (c.action) {
     case Action::kContinue:
       return riscv::P2mVerdict::kAllow;

@@ -49,6 +49,8 @@ class Monitor {
 
   void subscribe(const Subscription& sub);
   void unsubscribe(EventType type);
+  // Only the subscriptions of `type` whose filter starts at `lo` (one of several ranges).
+  void unsubscribe(EventType type, uint64_t lo);
   // P2m rights this monitor wants for guest-physical [gpa, gpa+length) (whole pages);
   // p2m::kAll gives the pages back. False if the range is not guest RAM.
   bool set_rights(uint64_t gpa, uint64_t length, uint8_t rights);

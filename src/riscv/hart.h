@@ -46,10 +46,13 @@ enum class P2mVerdict : uint8_t {
   kSkip,   // the access does not happen: a store is dropped, a load reads `value`; the
            // instruction completes (a monitor's "deny" or "emulate")
   kFault,  // the guest takes an access fault (as with no monitor)
+  kHold,   // the access does not happen yet: the instruction does not retire, pc stays on it
+           // and the slice ends, so it runs again when the vCPU next runs (a gdb watchpoint
+           // stops before the access, as RISC-V's non-steppable watchpoints do)
 };
 
 // Told of an access the P2m rights forbid (src/monitor implements it). For kSkip on a
-// load, `value` is what the load returns. Fetches cannot be skipped (kSkip faults).
+// load, `value` is what the load returns. Fetches cannot be skipped or held (they fault).
 class P2mViolationHandler {
  public:
   virtual ~P2mViolationHandler() = default;

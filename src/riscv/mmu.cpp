@@ -191,7 +191,8 @@ bool Hart::access_page(uint64_t va, unsigned size, AccessType type, uint64_t& va
       uint64_t emulated = 0;
       switch (p2m_violation(pa, va, size, type, emulated)) {
         case P2mVerdict::kAllow: break;
-        case P2mVerdict::kFault: return false;
+        case P2mVerdict::kFault:
+        case P2mVerdict::kHold: return false;
         case P2mVerdict::kSkip:
           if (type != AccessType::kWrite) value = size < 8 ? emulated & ((1ull << (8 * size)) - 1) : emulated;
           return true;
@@ -247,8 +248,13 @@ P2mVerdict Hart::p2m_violation(uint64_t pa, uint64_t va, unsigned size, AccessTy
   // touched either way.
   P2mVerdict v = P2mVerdict::kFault;
   if (m_mem.violation_handler != nullptr) v = m_mem.violation_handler->on_p2m_violation(*this, pa, va, size, type, value);
-  if (v == P2mVerdict::kSkip && type == AccessType::kFetch) v = P2mVerdict::kFault;
+  if ((v == P2mVerdict::kSkip || v == P2mVerdict::kHold) && type == AccessType::kFetch) v = P2mVerdict::kFault;
   if (v == P2mVerdict::kFault) raise_exception(access_fault_for(type), va);
+  if (v == P2mVerdict::kHold) {
+    // Not retired (the run loop counted it): the slice ends with pc still on the instruction.
+    ++m_budget;
+    end_slice();
+  }
   return v;
 }
 
@@ -315,7 +321,8 @@ uint8_t* Hart::atomic_pointer(uint64_t va, unsigned size, bool for_write) {
     uint64_t emulated = 0;
     switch (p2m_violation(pa, va, size, type, emulated)) {
       case P2mVerdict::kAllow: break;
-      case P2mVerdict::kFault: return nullptr;
+      case P2mVerdict::kFault:
+      case P2mVerdict::kHold: return nullptr;
       case P2mVerdict::kSkip:
         // The atomic works on a private word: guest memory is neither read nor written.
         m_skip_sink = emulated;

@@ -29,6 +29,11 @@ namespace {
 
 using gdb::StopReason;
 
+struct Watchpoint {
+  gdb::Watch type;
+  uint64_t va, len, gpa;
+};
+
 // One gdb connection's view of a domain.
 class DomainTarget final : public gdb::Target {
  public:
@@ -129,6 +134,38 @@ class DomainTarget final : public gdb::Target {
     return {};
   }
 
+  Result<void> insert_watchpoint(unsigned vcpu, gdb::Watch type, uint64_t va, uint64_t len) override {
+    if (len == 0 || ((va ^ (va + len - 1)) >> riscv::kPageShift) != 0) {
+      return make_error("watchpoint {:#x}+{} crosses a page boundary (one page per watchpoint)", va, len);
+    }
+    auto t = view().translate(satp_of(vcpu), va);
+    if (!t) return std::unexpected(t.error());
+    if (!m_dom->machine().memory().contains(t->pa, len)) {
+      return make_error("watchpoint {:#x} is at guest-physical {:#x}, not guest RAM", va, t->pa);
+    }
+    {
+      std::lock_guard lock(m_mutex);
+      for (const Watchpoint& w : m_watches) {
+        if (w.type == type && w.va == va && w.len == len) return {};  // gdb re-inserts after steps
+      }
+      m_watches.push_back({type, va, len, t->pa});
+    }
+    sync_watch_pages();
+    return {};
+  }
+
+  Result<void> remove_watchpoint(gdb::Watch type, uint64_t va, uint64_t len) override {
+    {
+      std::lock_guard lock(m_mutex);
+      const size_t n = std::erase_if(m_watches, [&](const Watchpoint& w) {
+        return w.type == type && w.va == va && w.len == len;
+      });
+      if (n == 0) return make_error("no watchpoint at {:#x}+{}", va, len);
+    }
+    sync_watch_pages();
+    return {};
+  }
+
   Result<void> resume(const std::vector<bool>& run, std::optional<unsigned> step) override {
     if (step && *step >= vcpu_count()) return make_error("no vCPU {}", *step);
     if (run.size() != vcpu_count()) return make_error("resume: {} vCPUs given, the domain has {}", run.size(), vcpu_count());
@@ -197,6 +234,11 @@ class DomainTarget final : public gdb::Target {
       std::lock_guard lock(m_mutex);
       m_run = Run::kStopped;
       m_breakpoints.clear();
+      m_watches.clear();
+    }
+    {
+      std::lock_guard lock(m_watch_mutex);
+      m_watch_pages.clear();
     }
     m_monitor->detach();  // its breakpoints and steps go with it
     m_monitor.reset();
@@ -230,15 +272,68 @@ class DomainTarget final : public gdb::Target {
     }
   }
 
-  // On the vCPU thread that hit a breakpoint or finished a step.
+  // The P2m side of the watchpoints: each watched page loses the rights its watchpoints
+  // watch, and gets its own memory-access subscription, so other pages stay fast and a
+  // page being unwatched never loses its listener while its rights are still reduced.
+  void sync_watch_pages() {
+    std::map<uint64_t, uint8_t> want;  // page gpa -> rights
+    {
+      std::lock_guard lock(m_mutex);
+      for (const Watchpoint& w : m_watches) {
+        uint8_t& rights = want.try_emplace(w.gpa & ~riscv::kPageMask, riscv::p2m::kAll).first->second;
+        if (w.type != gdb::Watch::kRead) rights &= static_cast<uint8_t>(~riscv::p2m::kWrite);
+        if (w.type != gdb::Watch::kWrite) rights &= static_cast<uint8_t>(~riscv::p2m::kRead);
+      }
+    }
+    std::lock_guard lock(m_watch_mutex);
+    for (const auto& [page, rights] : want) {
+      auto it = m_watch_pages.find(page);
+      if (it == m_watch_pages.end()) {
+        m_monitor->subscribe({.type = monitor::EventType::kMemAccess, .sync = true,
+                              .filter = {.lo = page, .hi = page + riscv::kPageSize - 1}});
+      }
+      if (it == m_watch_pages.end() || it->second != rights) m_monitor->set_rights(page, riscv::kPageSize, rights);
+    }
+    for (auto it = m_watch_pages.begin(); it != m_watch_pages.end();) {
+      if (want.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      m_monitor->set_rights(it->first, riscv::kPageSize, riscv::p2m::kAll);
+      m_monitor->unsubscribe(monitor::EventType::kMemAccess, it->first);
+      it = m_watch_pages.erase(it);
+    }
+    for (const auto& [page, rights] : want) m_watch_pages[page] = rights;
+  }
+
+  // The watchpoint an access (guest-physical) hits, if any: locked by the caller.
+  const Watchpoint* watch_hit(const monitor::Event& e) const {
+    if (e.access == riscv::AccessType::kFetch) return nullptr;
+    for (const Watchpoint& w : m_watches) {
+      const bool kind = w.type == gdb::Watch::kAccess ||
+                        (w.type == gdb::Watch::kWrite) == (e.access == riscv::AccessType::kWrite);
+      if (kind && e.gpa < w.gpa + w.len && w.gpa < e.gpa + e.size) return &w;
+    }
+    return nullptr;
+  }
+
+  // On the vCPU thread that hit a breakpoint or a watchpoint or finished a step.
   monitor::Response on_event(const monitor::Event& e) {
     monitor::Response r;
     if (e.type == monitor::EventType::kSingleStep) r.single_step = false;
     std::lock_guard lock(m_mutex);
+    StopReason stop{StopReason::Kind::kSignal, e.vcpu, 5};
+    if (e.type == monitor::EventType::kMemAccess) {
+      // Another variable on a watched page: the access goes ahead, once.
+      const Watchpoint* w = watch_hit(e);
+      if (w == nullptr) return r;
+      stop.watch = w->type;
+      stop.watch_addr = w->va + (e.gpa > w->gpa ? e.gpa - w->gpa : 0);
+    }
     switch (m_run) {
       case Run::kRunning: {
         m_run = Run::kStopping;
-        m_pending = StopReason{StopReason::Kind::kSignal, e.vcpu, 5};
+        m_pending = stop;
         m_manager.scheduler().request_pause(m_id);
         const uint64_t one = 1;
         [[maybe_unused]] const ssize_t n = ::write(m_efd, &one, sizeof(one));
@@ -269,6 +364,9 @@ class DomainTarget final : public gdb::Target {
   Run m_run = Run::kStopped;
   std::optional<StopReason> m_pending;
   std::map<uint64_t, uint64_t> m_breakpoints;  // va -> gpa
+  std::vector<Watchpoint> m_watches;
+  std::mutex m_watch_mutex;                    // serializes sync_watch_pages
+  std::map<uint64_t, uint8_t> m_watch_pages;   // page gpa -> rights set (m_watch_mutex)
 };
 
 // A listener for one domain.

@@ -47,7 +47,14 @@ std::string stop_reply(const StopReason& stop) {
     case StopReason::Kind::kKilled: return fmt::format("X{:02x}", stop.signal & 0xff);
     case StopReason::Kind::kSignal: break;
   }
-  return fmt::format("T{:02x}thread:{:x};", stop.signal & 0xff, stop.vcpu + 1);
+  std::string r = fmt::format("T{:02x}thread:{:x};", stop.signal & 0xff, stop.vcpu + 1);
+  switch (stop.watch) {
+    case Watch::kNone: break;
+    case Watch::kWrite: r += fmt::format("watch:{:x};", stop.watch_addr); break;
+    case Watch::kRead: r += fmt::format("rwatch:{:x};", stop.watch_addr); break;
+    case Watch::kAccess: r += fmt::format("awatch:{:x};", stop.watch_addr); break;
+  }
+  return r;
 }
 
 const std::string& target_xml() {
@@ -157,12 +164,25 @@ std::string Session::write_memory(std::string_view args, bool binary) {
 
 std::string Session::breakpoint(std::string_view args, bool insert) {
   // "type,addr,kind[;cond...]": software (0) and hardware (1) breakpoints are the same here,
-  // hypervisor breakpoints that never touch guest memory. Watchpoints are not offered.
+  // hypervisor breakpoints that never touch guest memory. Watchpoints (2 write, 3 read, 4
+  // access; kind = length) are P2m rights on the watched page, free for every other page.
   if (args.size() < 2 || args[1] != ',') return std::string(kErrInval);
-  if (args[0] != '0' && args[0] != '1') return "";
+  if (args[0] < '0' || args[0] > '4') return "";
   const std::string_view rest = before(args.substr(2), ';');
   auto al = addr_len(rest);
-  if (!al || (al->second != 2 && al->second != 4)) return std::string(kErrInval);
+  if (!al) return std::string(kErrInval);
+  if (args[0] >= '2') {
+    if (al->second == 0 || al->second > 4096) return std::string(kErrInval);
+    const auto type = static_cast<Watch>(args[0] - '0');
+    auto r = insert ? m_target.insert_watchpoint(m_g_vcpu, type, al->first, al->second)
+                    : m_target.remove_watchpoint(type, al->first, al->second);
+    if (!r) {
+      spdlog::info("gdb: watchpoint at {:#x}: {}", al->first, r.error().message);
+      return std::string(kErrFault);
+    }
+    return "OK";
+  }
+  if (al->second != 2 && al->second != 4) return std::string(kErrInval);
   auto r = insert ? m_target.insert_breakpoint(m_g_vcpu, al->first) : m_target.remove_breakpoint(al->first);
   if (!r) {
     spdlog::info("gdb: breakpoint at {:#x}: {}", al->first, r.error().message);

@@ -26,14 +26,19 @@ namespace vigil::toolstack::gdb {
 inline constexpr unsigned kRegPc = 32, kRegF0 = 33, kRegFflags = 66, kRegFrm = 67, kRegFcsr = 68,
                           kRegPriv = 4161;
 
+// What a watchpoint watches: the Z2/Z3/Z4 packet types.
+enum class Watch : uint8_t { kNone = 0, kWrite = 2, kRead = 3, kAccess = 4 };
+
 struct StopReason {
   enum class Kind : uint8_t { kSignal, kExited, kKilled };
   Kind kind = Kind::kSignal;
   unsigned vcpu = 0;
   int signal = 5;  // SIGTRAP (breakpoint, step, attach); 2 = SIGINT (Ctrl-C); kKilled: 9
   int exit_code = 0;
+  Watch watch = Watch::kNone;  // a watchpoint stopped the vCPU before an access to...
+  uint64_t watch_addr = 0;     // ...this (virtual) address, the first watched byte it touches
 };
-// The stop reply packet: "T05thread:1;", "W00", "X09".
+// The stop reply packet: "T05thread:1;", "T05thread:1;watch:ffff...;", "W00", "X09".
 std::string stop_reply(const StopReason& stop);
 
 class Target {
@@ -47,6 +52,13 @@ class Target {
   virtual Result<void> write_memory(unsigned vcpu, uint64_t va, std::span<const uint8_t> data) = 0;
   virtual Result<void> insert_breakpoint(unsigned vcpu, uint64_t va) = 0;
   virtual Result<void> remove_breakpoint(uint64_t va) = 0;
+  // Watchpoints over [va, va+len) (within one guest page); a target without them refuses.
+  virtual Result<void> insert_watchpoint(unsigned /*vcpu*/, Watch /*type*/, uint64_t va, uint64_t /*len*/) {
+    return make_error("no watchpoint at {:#x}: this target has none", va);
+  }
+  virtual Result<void> remove_watchpoint(Watch /*type*/, uint64_t va, uint64_t /*len*/) {
+    return make_error("no watchpoint at {:#x}", va);
+  }
   // Lets the vCPUs with run[v] go (the others stay stopped), `step` single-stepping that one
   // (it is among them). Returns at once.
   virtual Result<void> resume(const std::vector<bool>& run, std::optional<unsigned> step) = 0;

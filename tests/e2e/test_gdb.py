@@ -140,6 +140,44 @@ class Gdb(unittest.TestCase):
         self.assertTrue(wait_for(lambda: self.ticks() >= before + 3, 60), self.d.console("dbg", 0)[-1000:])
         self.assertEqual(self.d.domains()["dbg"]["state"], "running")
 
+    def run_gdb(self, port, cmds, timeout=120):
+        """gdb-multiarch in batch mode with the guest's vmlinux: its output (a stall fails)."""
+        log = os.path.join(self.cfgdir.name, "remote-watch.log")
+        args = [GDB, "-nx", "-batch", "-ex", f"set remotelogfile {log}", "-ex", "set pagination off",
+                "-ex", "set confirm off", "-ex", f"target remote 127.0.0.1:{port}"]
+        for c in cmds:
+            args += ["-ex", c]
+        p = subprocess.Popen(args + [os.path.join(guest_dir(), "vmlinux")], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+            with open(log, errors="replace") as f:
+                packets = f.read()[-3000:]
+            self.fail(f"gdb stalled\ngdb: {out[-2000:]}\npackets: {packets}")
+        self.assertEqual(p.returncode, 0, out)
+        return out
+
+    def test_real_gdb_watchpoints_fire_on_a_write_and_a_read(self):
+        # jiffies is written by the timer tick; linux_proc_banner is read by every
+        # `cat /proc/version` of the guest's loop. Both pages lose a P2m right while watched.
+        out = self.run_gdb(self.gdbserver(), [
+            "p init_uts_ns.name.sysname", "watch jiffies", "continue", "p/x $pc", "delete",
+            "rwatch linux_proc_banner[0]", "continue", "delete", "detach"])
+        self.assertIn('= "Linux"', out)  # a kernel variable, read through the page tables
+        # The write: gdb stops before the store, steps over it and shows both values.
+        m = re.search(r"Hardware watchpoint 1: jiffies\s+Old value = (\d+)\s+New value = (\d+)", out)
+        self.assertTrue(m, out)
+        self.assertGreater(int(m.group(2)), int(m.group(1)), out)
+        # The read: stopped in the kernel's formatting of /proc/version.
+        self.assertRegex(out, r"Hardware read watchpoint 2: linux_proc_banner\[0\]\s+Value = 37 '%'", out)
+        # Detached with no watchpoint left: the pages have their rights back and the guest runs on.
+        before = self.ticks()
+        self.assertTrue(wait_for(lambda: self.ticks() >= before + 3, 60), self.d.console("dbg", 0)[-1000:])
+        self.assertEqual(self.d.domains()["dbg"]["state"], "running")
+
     def test_protocol_interrupt_bad_packets_second_client_and_the_domain_going_away(self):
         port = self.gdbserver()
         c = Rsp(port)
@@ -162,6 +200,8 @@ class Gdb(unittest.TestCase):
         c.s.sendall(b"$" + b"m" * 20000 + b"#00")
         self.assertEqual(c.ack(), "-")
         self.assertEqual(c.cmd("m0,8").startswith("E"), True)  # nothing mapped at 0
+        self.assertTrue(c.cmd("Z2,0,8").startswith("E"))  # a watchpoint where nothing is mapped
+        self.assertTrue(c.cmd(f"Z2,{(symbol('jiffies') | 0xfff) - 3:x},8").startswith("E"))  # across a page
         banner = symbol("linux_banner")
         self.assertEqual(bytes.fromhex(c.cmd(f"m{banner:x},d")), b"Linux version")
         # A second debugger is turned away while this one is attached.

@@ -425,6 +425,40 @@ TEST_F(MemTest, ResponseChangesRights) {
   EXPECT_EQ(peek64(kData), 8u);
 }
 
+TEST_F(MemTest, HoldStopsBeforeTheAccessAndTheInstructionRunsLater) {
+  // A debugger's watchpoint: the store does not happen, the instruction does not retire, the
+  // slice ends at it; once the page is given back the same instruction runs.
+  std::vector<Event> ev;
+  auto m = recorder(ev, Response{.hold = true});
+  m->subscribe({.type = EventType::kMemAccess, .sync = true});
+  poke64(kData, 0x1111);
+  ASSERT_TRUE(m->set_rights(kData, kPageSize, p2m::kRead | p2m::kExec));
+  set_priv(Priv::S);
+  h().x[kA1] = kData;
+  h().x[kA2] = 0x2222;
+  h().x[kA3] = 0;
+  program({sd(kA2, kA1, 0), addi(kA3, kZero, 1)});
+  const uint64_t before = h().instret();
+  run(2);
+  EXPECT_EQ(peek64(kData), 0x1111u);
+  EXPECT_EQ(h().pc, kCode);    // still on the store
+  EXPECT_EQ(h().x[kA3], 0u);   // the slice ended there
+  EXPECT_EQ(h().instret(), before);
+  ASSERT_EQ(ev.size(), 1u);
+  // An atomic is held the same way.
+  program({amo_op(amo::kAdd, true, kA0, kA1, kA2)});
+  run(1);
+  EXPECT_EQ(h().pc, kCode);
+  EXPECT_EQ(peek64(kData), 0x1111u);
+  EXPECT_EQ(ev.size(), 2u);
+  ASSERT_TRUE(m->set_rights(kData, kPageSize, p2m::kAll));
+  program({sd(kA2, kA1, 0), addi(kA3, kZero, 1)});
+  run(2);
+  EXPECT_EQ(peek64(kData), 0x2222u);
+  EXPECT_EQ(h().x[kA3], 1u);
+  EXPECT_EQ(ev.size(), 2u);
+}
+
 TEST_F(MemTest, AtomicOnProtectedPageDenied) {
   std::vector<Event> ev;
   auto m = recorder(ev, Response{.action = Action::kDeny});

@@ -109,6 +109,17 @@ class FakeTarget final : public Target {
     if (!breakpoints.erase(va)) return make_error("none");
     return {};
   }
+  Result<void> insert_watchpoint(unsigned, Watch type, uint64_t va, uint64_t len) override {
+    if (va < 0x1000) return make_error("unmapped {:#x}", va);
+    watches[va] = {type, len};
+    return {};
+  }
+  Result<void> remove_watchpoint(Watch type, uint64_t va, uint64_t len) override {
+    auto it = watches.find(va);
+    if (it == watches.end() || it->second != std::pair{type, len}) return make_error("none");
+    watches.erase(it);
+    return {};
+  }
   Result<void> resume(const std::vector<bool>& r, std::optional<unsigned> s) override {
     run = r;
     step = s;
@@ -124,6 +135,7 @@ class FakeTarget final : public Target {
   std::map<unsigned, std::map<unsigned, uint64_t>> regs;
   std::vector<uint8_t> mem = std::vector<uint8_t>(64, 0xab);
   std::map<uint64_t, int> breakpoints;
+  std::map<uint64_t, std::pair<Watch, uint64_t>> watches;
   std::vector<bool> run;
   std::optional<unsigned> step;
   int resumes = 0;
@@ -171,7 +183,7 @@ TEST(GdbSession, BreakpointsAndVContSemantics) {
   EXPECT_EQ(s.handle("Z0,ffffffff800abf10,2"), "OK");
   EXPECT_EQ(t.breakpoints.count(0xffffffff800abf10ull), 1u);
   EXPECT_EQ(s.handle("Z0,ffffffff800abf10,3"), "E16");  // kind is 2 or 4 on RISC-V
-  EXPECT_EQ(s.handle("Z2,1000,4"), "");                 // watchpoints are not offered
+  EXPECT_EQ(s.handle("Z5,1000,4"), "");                 // no such type: unsupported
   EXPECT_EQ(s.handle("z0,ffffffff800abf10,2"), "OK");
   EXPECT_EQ(s.handle("z0,ffffffff800abf10,2"), "E0e");
   EXPECT_EQ(s.handle("vCont?"), "vCont;c;C;s;S");
@@ -201,7 +213,34 @@ TEST(GdbSession, BreakpointsAndVContSemantics) {
   EXPECT_TRUE(s.finished());
 }
 
+TEST(GdbSession, WatchpointsReachTheTargetWithTypeAndLength) {
+  FakeTarget t;
+  Session s(t, -1);
+  EXPECT_EQ(s.handle("Z2,1008,8"), "OK");
+  EXPECT_EQ(s.handle("Z3,2000,1"), "OK");
+  EXPECT_EQ(s.handle("Z4,3000,4"), "OK");
+  EXPECT_EQ(t.watches.at(0x1008), (std::pair{Watch::kWrite, uint64_t{8}}));
+  EXPECT_EQ(t.watches.at(0x2000), (std::pair{Watch::kRead, uint64_t{1}}));
+  EXPECT_EQ(t.watches.at(0x3000), (std::pair{Watch::kAccess, uint64_t{4}}));
+  EXPECT_EQ(s.handle("Z2,10,4"), "E0e");     // the target refuses: an error, not a crash
+  EXPECT_EQ(s.handle("Z2,1000,0"), "E16");   // empty
+  EXPECT_EQ(s.handle("Z2,1000,1001"), "E16");  // longer than a page
+  EXPECT_EQ(s.handle("Z2,1000"), "E16");
+  EXPECT_EQ(s.handle("z3,2000,1"), "OK");
+  EXPECT_EQ(s.handle("z3,2000,1"), "E0e");
+  EXPECT_EQ(s.handle("z4,3000,2"), "E0e");   // length must match what was inserted
+  EXPECT_EQ(t.watches.size(), 2u);
+}
+
 TEST(GdbSession, StopReplies) {
+  StopReason w{StopReason::Kind::kSignal, 1, 5};
+  w.watch = Watch::kWrite;
+  w.watch_addr = 0xffffffff81000010ull;
+  EXPECT_EQ(stop_reply(w), "T05thread:2;watch:ffffffff81000010;");
+  w.watch = Watch::kRead;
+  EXPECT_EQ(stop_reply(w), "T05thread:2;rwatch:ffffffff81000010;");
+  w.watch = Watch::kAccess;
+  EXPECT_EQ(stop_reply(w), "T05thread:2;awatch:ffffffff81000010;");
   EXPECT_EQ(stop_reply({StopReason::Kind::kExited, 0, 0, 0}), "W00");
   EXPECT_EQ(stop_reply({StopReason::Kind::kKilled, 0, 9}), "X09");
   EXPECT_EQ(stop_reply({StopReason::Kind::kSignal, 15, 5}), "T05thread:10;");
