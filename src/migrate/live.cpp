@@ -128,22 +128,10 @@ Result<void> recv_all(int fd, void* data, size_t len, const std::atomic<bool>* c
   return {};
 }
 
-void put_u32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put_u64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint32_t get_u32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
-  return v;
-}
-uint64_t get_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
+void put_u32(uint8_t* p, uint32_t v) { store_le(p, v, 4); }
+void put_u64(uint8_t* p, uint64_t v) { store_le(p, v, 8); }
+uint32_t get_u32(const uint8_t* p) { return load_le32(p); }
+uint64_t get_u64(const uint8_t* p) { return load_le64(p); }
 
 Result<void> send_msg(int fd, Kind kind, std::span<const uint8_t> payload, const std::atomic<bool>* cancel,
                       std::atomic<uint64_t>* counter = nullptr) {
@@ -214,6 +202,8 @@ Result<void> random_nonce(std::span<uint8_t> out) {
   return {};
 }
 
+}  // namespace
+
 Result<void> auth_source(int fd, const std::string& token, const std::atomic<bool>* cancel) {
   uint8_t hello[8 + 4 + kNonce];
   std::memcpy(hello, kHello, 8);
@@ -235,6 +225,8 @@ Result<void> auth_source(int fd, const std::string& token, const std::atomic<boo
     return make_error("authentication: the destination refused our proof of the token");
   return {};
 }
+
+namespace {
 
 Result<void> auth_destination(int fd, const std::string& token) {
   uint8_t hello[8 + 4 + kNonce];

@@ -119,6 +119,10 @@ class MigrationListener {
   std::thread m_thread;
 };
 
+// The source's half of the handshake above (exposed for the fuzz target, which plays an
+// authenticated but hostile source).
+Result<void> auth_source(int fd, const std::string& token, const std::atomic<bool>* cancel);
+
 // One incoming connection, already accepted (exposed for tests): authenticates, receives,
 // builds the domain. Returns the new domain's id once it runs.
 Result<uint32_t> receive_migration(hv::DomainManager& manager, int fd, const std::string& token);

@@ -2,16 +2,29 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include <xxhash.h>
 #include <zstd.h>
 
 namespace vigil::migrate {
-namespace {
 
 void store_le(uint8_t* p, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
+uint32_t load_le32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
+  return v;
+}
+uint64_t load_le64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+namespace {
+
 void put_le(std::vector<uint8_t>& out, uint64_t v, int n) {
   const size_t at = out.size();
   out.resize(at + n);
@@ -19,16 +32,8 @@ void put_le(std::vector<uint8_t>& out, uint64_t v, int n) {
 }
 void put_u32(std::vector<uint8_t>& out, uint32_t v) { put_le(out, v, 4); }
 void put_u64(std::vector<uint8_t>& out, uint64_t v) { put_le(out, v, 8); }
-uint32_t get_u32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
-  return v;
-}
-uint64_t get_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
+uint32_t get_u32(const uint8_t* p) { return load_le32(p); }
+uint64_t get_u64(const uint8_t* p) { return load_le64(p); }
 
 // Checksum of a record: its three header fields, then its payload.
 uint64_t record_checksum(uint32_t type, uint32_t instance, uint64_t length, std::span<const uint8_t> payload) {
@@ -260,7 +265,17 @@ Result<void> restore_ram_record(const Record& r, std::span<uint8_t> ram) {
   }
   auto frame = in.bytes(in.remaining());
   const uint64_t want = data_pages * kPageSize;
-  std::vector<uint8_t> plain(want);
+  // A batch of data pages only (the common case: a guest's working set is contiguous)
+  // decompresses straight into guest RAM; a mixed one goes through a scratch buffer that is
+  // neither zeroed nor freed between records (restore time is downtime).
+  const bool direct = data_pages == *count;
+  thread_local std::unique_ptr<uint8_t[]> scratch;
+  thread_local uint64_t scratch_size = 0;
+  if (!direct && want > scratch_size) {
+    scratch.reset(new uint8_t[want]);
+    scratch_size = want;
+  }
+  const std::span<uint8_t> plain = direct ? ram.subspan(*first * kPageSize, want) : std::span(scratch.get(), want);
   if (want == 0) {
     // An empty input compresses to a frame of content size 0; accept only that.
     if (ZSTD_getFrameContentSize(frame->data(), frame->size()) != 0) return in.fail("zero-page batch carries data");
@@ -272,6 +287,7 @@ Result<void> restore_ram_record(const Record& r, std::span<uint8_t> ram) {
     if (ZSTD_isError(got)) return in.fail(fmt::format("zstd: {}", ZSTD_getErrorName(got)));
     if (got != want) return in.fail(fmt::format("decompressed to {} bytes, not {}", got, want));
   }
+  if (direct) return {};
   const uint8_t* src = plain.data();
   for (uint32_t i = 0; i < *count; ++i) {
     uint8_t* page = ram.data() + (*first + i) * kPageSize;

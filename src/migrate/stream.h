@@ -57,6 +57,11 @@ enum class RecordType : uint32_t {
   kExtraDeviceState = kOptionalBit | 0x100,
 };
 
+// Little-endian fields, as the stream and the migration protocol (live.h) lay them out.
+void store_le(uint8_t* p, uint64_t v, int n);
+uint32_t load_le32(const uint8_t* p);
+uint64_t load_le64(const uint8_t* p);
+
 // "HART", "RAM", ... or "TYPE(0x...)" for one this reader does not know.
 std::string record_type_name(uint32_t type);
 bool is_known_record_type(uint32_t type);
