@@ -7,7 +7,8 @@
 2. A Linux guest under vigild running a CPU-and-syscall workload (guest/tests/vtest-monitor.c
    `bench`: 1000 rounds of xorshift between getppid() calls), timed by the guest itself:
    untraced, with every system call traced (`vigil trace --syscalls`: entry and return,
-   asynchronous) and with every system call a synchronous event answered by `vigil monitor`.
+   asynchronous) and with every system call a synchronous event answered by `vigil monitor`;
+   and with a gdb write watchpoint (Z2) on a page the workload never writes (linux_banner).
 
     bench/monitor.py [--rounds N] [--repeat K] [--guest DIR] [--json PATH]
 """
@@ -39,12 +40,36 @@ def micro(binary):
     return out
 
 
+def gdb_watch(d, domain, addr):
+    """Attaches a raw gdb client, sets a write watchpoint (Z2) on `addr` and continues; returns
+    the function that detaches it. What the watched page costs when the guest never writes it."""
+    from test_gdb import Rsp, frame  # noqa: E402
+    out = d.vigil("gdbserver", domain, "--port", "0").stdout
+    port = int(re.search(r"gdbserver on 127\.0\.0\.1:(\d+)", out).group(1))
+    c = Rsp(port)
+    c.cmd("?")
+    assert c.cmd(f"Z2,{addr:x},8") == "OK"
+    c.s.sendall(frame(b"c"))
+    assert c.ack() == "+"
+
+    def done():
+        c.s.sendall(b"\x03")
+        c.read_packet()
+        assert c.cmd(f"z2,{addr:x},8") == "OK"
+        c.s.sendall(frame(b"D"))
+        c.close()
+        d.vigil("gdbserver-stop", domain)
+    return done
+
+
 def guest_workload(args):
     os.environ["VIGIL_GUEST_DIR"] = args.guest
     os.environ.setdefault("VIGIL_BIN", os.path.join(ROOT, "build", "apps", "vigil"))
-    from test_monitor import ChattyVigild, write_config  # noqa: E402
+    from test_domains import Vigild  # noqa: E402
+    from test_monitor import write_config  # noqa: E402
+    from test_gdb import symbol  # noqa: E402
     from guest import VIGIL  # noqa: E402
-    d = ChattyVigild()
+    d = Vigild()
     cfgdir = tempfile.TemporaryDirectory()
     results = {}
     try:
@@ -53,8 +78,9 @@ def guest_workload(args):
         def times():
             return [float(x) for x in re.findall(r"VTEST-MON bench rounds=\d+ seconds=([\d.]+)", d.console("work", 0))]
 
-        def measure(label, client_args):
+        def measure(label, client_args, attach=None):
             client = None
+            held = attach() if attach else None
             if client_args:
                 client = subprocess.Popen([VIGIL, "--socket", d.sock, *client_args], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, text=True)
@@ -70,6 +96,8 @@ def guest_workload(args):
                 client.terminate()
                 client.wait()
                 client.stderr.close()
+            if held:
+                held()
             results[label] = {"median_s": t[len(t) // 2], "runs": t}
             print(f"  {label:<28} {t[len(t) // 2]:.3f} s (runs {', '.join(f'{x:.3f}' for x in t)})", flush=True)
 
@@ -80,12 +108,14 @@ def guest_workload(args):
         measure("all syscalls synchronous", ["monitor", "work", "--events", "syscall", "--sync", "--quiet"])
         measure("all syscalls synchronous, socket", ["monitor", "work", "--events", "syscall", "--sync", "--quiet",
                                                       "--transport", "socket"])
+        measure("gdb watchpoint, unwritten page", None, lambda: gdb_watch(d, "work", symbol("linux_banner")))
         measure("untraced again", None)
     finally:
         d.close()
         cfgdir.cleanup()
     base = (results["untraced"]["median_s"] + results["untraced again"]["median_s"]) / 2
-    for k in ("all syscalls traced", "all syscalls synchronous", "all syscalls synchronous, socket"):
+    for k in ("all syscalls traced", "all syscalls synchronous", "all syscalls synchronous, socket",
+              "gdb watchpoint, unwritten page"):
         results[k]["slowdown"] = results[k]["median_s"] / base
     # Each round makes `rounds` getppid() calls plus a handful for startup and printing.
     for k, name in (("all syscalls synchronous", "per_sync_syscall_us_through_vigild"),
@@ -117,6 +147,8 @@ def main():
           f"({g['per_sync_syscall_us_through_vigild']:.1f} us per synchronous system call through vigild)")
     print(f"slowdown, the same over the socket: {g['all syscalls synchronous, socket']['slowdown']:.2f}x "
           f"({g['per_sync_syscall_us_through_vigild_socket']:.1f} us per call)")
+    print(f"slowdown, a gdb watchpoint on a page the guest never writes: "
+          f"{g['gdb watchpoint, unwritten page']['slowdown']:.2f}x")
     print(f"host load average: {out['host_load'][0]:.2f}")
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:

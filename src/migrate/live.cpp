@@ -543,14 +543,15 @@ Result<void> receive_config(hv::DomainManager& manager, Incoming& in, Message&& 
 Result<void> receive_pages(Incoming& in, std::span<const uint8_t> stream, bool ram_only) {
   auto records = parse_stream(stream);
   if (!records) return std::unexpected(records.error());
+  std::vector<const Record*> ram;
   for (const Record& r : *records) {
     if (r.type == static_cast<uint32_t>(RecordType::kRam)) {
-      if (auto ok = restore_ram_record(r, std::span(in.image, in.ram_size)); !ok) return ok;
+      ram.push_back(&r);
     } else if (ram_only && r.type != static_cast<uint32_t>(RecordType::kEnd)) {
       return make_error("{}: only RAM records may appear in a PAGES message", record_context(r));
     }
   }
-  return {};
+  return restore_ram_records(ram, std::span(in.image, in.ram_size));
 }
 
 }  // namespace

@@ -345,11 +345,17 @@ Result<void> load_domain_state(hv::Domain& domain, std::span<const Record> recor
     seen = true;
     return {};
   };
+  // RAM records come in one run before the devices; they are applied together (two threads).
+  std::vector<const Record*> ram_run;
   for (size_t i = 0; i < records.size(); ++i) {
     const Record& r = records[i];
     const auto type = static_cast<RecordType>(r.type);
     if ((i == 0) != (type == RecordType::kConfig))
       return make_error("{}: the stream must open with CONFIG, and only once", record_context(r));
+    if (type != RecordType::kRam && !ram_run.empty()) {
+      if (auto ok = restore_ram_records(ram_run, m.ram()); !ok) return ok;
+      ram_run.clear();
+    }
     Result<void> ok;
     switch (type) {
       case RecordType::kConfig: break;  // read by the caller
@@ -360,7 +366,7 @@ Result<void> load_domain_state(hv::Domain& domain, std::span<const Record> recor
       case RecordType::kRam:
         if (!ram_info) return make_error("{}: RAM before RAM_INFO", record_context(r));
         if (device_seen) return make_error("{}: RAM after device state", record_context(r));
-        ok = restore_ram_record(r, m.ram());
+        ram_run.push_back(&r);
         break;
       case RecordType::kHart: {
         device_seen = true;
@@ -423,6 +429,9 @@ Result<void> load_domain_state(hv::Domain& domain, std::span<const Record> recor
         break;
     }
     if (!ok) return ok;
+  }
+  if (!ram_run.empty()) {
+    if (auto ok = restore_ram_records(ram_run, m.ram()); !ok) return ok;
   }
   if (!ram_info) return make_error("snapshot: no RAM_INFO record");
   for (unsigned h = 0; h < harts; ++h) {

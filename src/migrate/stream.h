@@ -150,5 +150,9 @@ void add_all_ram(StreamWriter& w, std::span<const uint8_t> ram, int zstd_level =
 // Writes one RAM record's pages into `ram` (zero pages are cleared), after checking the page
 // range lies inside `ram` and the frame decompresses to exactly the announced pages.
 Result<void> restore_ram_record(const Record& r, std::span<uint8_t> ram);
+// The same for several RAM records, on two threads when they cover disjoint pages (restore
+// time is downtime: decompression is most of it). The error is the first failing record's
+// in stream order; records that overlap are applied one after another, later ones winning.
+Result<void> restore_ram_records(std::span<const Record* const> records, std::span<uint8_t> ram);
 
 }  // namespace vigil::migrate
