@@ -163,6 +163,10 @@ std::vector<Scheduler::VcpuInfo> Scheduler::vcpu_info(uint32_t domid) {
   for (const Vcpu& v : d.vcpus) {
     VcpuInfo info{v.index, v.worker, "", static_cast<double>(v.cpu_ns) / 1e9, {}};
     info.credit_seconds = static_cast<double>(v.credit_ns) / 1e9;
+    if (v.state == VcpuState::kBlocked && v.wake_at != Clock::time_point::max()) {
+      info.has_wake = true;
+      info.wake_in_seconds = std::chrono::duration<double>(v.wake_at - Clock::now()).count();
+    }
     switch (v.state) {
       case VcpuState::kRunning: info.state = "running"; break;
       case VcpuState::kRunnable: info.state = d.paused ? "paused" : "runnable"; break;

@@ -127,6 +127,8 @@ class Scheduler {
     std::vector<unsigned> affinity;  // empty = any
     uint64_t translated_blocks = 0;  // blocks of guest code translated to host code so far
     double credit_seconds = 0;       // scheduler credit now (negative: in debt)
+    double wake_in_seconds = -1;     // blocked: when its timer wakes it (negative: past; -1 also: no timer)
+    bool has_wake = false;           // blocked with a timer armed
   };
   // Memory effects applied to a domain so far (MemoryMeter): credit charged for modeled misses,
   // and how many accounting periods MBA held the domain back.

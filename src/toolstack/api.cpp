@@ -133,10 +133,20 @@ Json handle_request(hv::DomainManager& m, const Json& req) {
       auto l = m.vcpu_list(id);
       if (!l) return error_json(l.error().message);
       Json vcpus = Json::array();
+      auto dom = m.get(id);
       for (const auto& v : *l) {
-        vcpus.push_back({{"vcpu", v.vcpu}, {"worker", v.worker}, {"state", v.state},
-                         {"cpu_seconds", v.cpu_seconds}, {"affinity", v.affinity},
-                         {"translated_blocks", v.translated_blocks}});
+        Json j{{"vcpu", v.vcpu}, {"worker", v.worker}, {"state", v.state},
+               {"cpu_seconds", v.cpu_seconds}, {"affinity", v.affinity},
+               {"translated_blocks", v.translated_blocks}};
+        // Why a vCPU sleeps: its timer compares against the guest clock, pending interrupts,
+        // and when the scheduler will next look at it (null: no timer armed).
+        j["wake_in_seconds"] = v.has_wake ? Json(v.wake_in_seconds) : Json(nullptr);
+        if (dom && v.vcpu < dom->machine().hart_count()) {
+          riscv::Hart& h = dom->machine().hart(v.vcpu);
+          j["timer"] = {{"mtime", dom->machine().mtime()}, {"mtimecmp", h.mtimecmp.load()},
+                        {"stimecmp", h.stimecmp.load()}, {"mip", h.mip()}};
+        }
+        vcpus.push_back(std::move(j));
       }
       return Json{{"ok", true}, {"id", id}, {"vcpus", vcpus}};
     });

@@ -60,7 +60,7 @@ class Vigild:
             # deadline: a guest printing more often than every 0.3 s never pauses, and the
             # history (sent before any live output) has long arrived by then.
             data, end = b"", time.monotonic() + seconds
-            hard_end = end + 1.0
+            hard_end = end + 0.3
             while time.monotonic() < hard_end:
                 try:
                     chunk = s.recv(65536)
