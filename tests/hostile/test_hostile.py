@@ -284,15 +284,22 @@ class Hostile(HostileCase):
         self.assertIn("WFI-FOREVER", r.out)
         self.assertRegex(r.err, r"hart 0: wfi pc")
         self.assertLess(r.wall, 3 + 2.0, r.describe())
-        # Parked, not polling: a sleeping hart costs (almost) nothing.
-        self.assertLess(r.cpu, 0.3, r.describe())
+        self.assert_parked(r)
+
+    def assert_parked(self, r):
+        """Parked, not polling: 3 s of a sleeping or stopped hart cost (almost) no CPU. Measured
+        over a short guest of the same binary (mmio_bad_access), not as an absolute figure:
+        the process's own start-up (large under ASan, which touches every global) is not the
+        subject, and it grows with the code base. A polling hart would add about 3 s."""
+        base = run_guest("mmio_bad_access", timeout=60).cpu
+        self.assertLess(r.cpu - base, 0.2, f"{r.describe()}\n(a guest that powers off at once: cpu {base:.2f}s)")
 
     def test_hart_stop_all(self):
         r = self.run_case("hart_stop_all", expect_rc=EXIT_TIMEOUT, timeout=3)
         self.assertIn("STOPPING-LAST-HART", r.out)
         self.assertNotIn("UNREACHABLE", r.out)
         self.assertRegex(r.err, r"hart 0: stopped")
-        self.assertLess(r.cpu, 0.3, r.describe())
+        self.assert_parked(r)
 
     def test_spin_irqs_off(self):
         r = self.run_case("spin_irqs_off", expect_rc=EXIT_TIMEOUT, timeout=3)
