@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "fuzz_domain.h"
 #include "fuzz_input.h"
 #include "hv/domain.h"
 #include "hv/domain_manager.h"
@@ -47,23 +48,7 @@ using namespace vigil::migrate;
 constexpr const char* kToken = "fuzz-token-0123456789";
 constexpr uint32_t kConfig = 1, kPages = 3, kFinal = 4, kCommit = 6, kSync = 9;
 
-vigil::hv::DomainConfig config() {
-  static const std::string kernel = [] {
-    std::string p = "/tmp/vigil-fuzz-migrate-image-" + std::to_string(::getpid());
-    std::vector<char> img(4096);
-    const uint32_t magic2 = 0x05435352;  // "RSC\x05": a RISC-V Linux Image header
-    std::memcpy(img.data() + 56, &magic2, 4);
-    std::ofstream(p, std::ios::binary).write(img.data(), static_cast<std::streamsize>(img.size()));
-    return p;
-  }();
-  vigil::hv::DomainConfig c;
-  c.name = "fuzz";
-  c.memory_mib = 16;
-  c.vcpus = 1;
-  c.kernel = kernel;
-  c.rng = true;
-  return c;
-}
+vigil::hv::DomainConfig config() { return vigil::fuzz::small_domain_config("migrate", 1); }
 
 vigil::hv::DomainManager& manager() {
   static auto* m = new vigil::hv::DomainManager(1);

@@ -24,29 +24,14 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_domain.h"
 #include "fuzz_input.h"
 #include "hv/domain.h"
 #include "migrate/snapshot.h"
 
 namespace {
 
-vigil::hv::DomainConfig config() {
-  static const std::string kernel = [] {
-    std::string p = "/tmp/vigil-fuzz-restore-image-" + std::to_string(::getpid());
-    std::vector<char> img(4096);
-    const uint32_t magic2 = 0x05435352;  // "RSC\x05": a RISC-V Linux Image header
-    std::memcpy(img.data() + 56, &magic2, 4);
-    std::ofstream(p, std::ios::binary).write(img.data(), static_cast<std::streamsize>(img.size()));
-    return p;
-  }();
-  vigil::hv::DomainConfig c;
-  c.name = "fuzz";
-  c.memory_mib = 16;
-  c.vcpus = 2;
-  c.kernel = kernel;
-  c.rng = true;
-  return c;
-}
+vigil::hv::DomainConfig config() { return vigil::fuzz::small_domain_config("restore", 2); }
 
 std::unique_ptr<vigil::hv::Domain> fresh() {
   auto d = vigil::hv::Domain::create(1, config());
